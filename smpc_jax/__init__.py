@@ -1,0 +1,25 @@
+"""smpc_jax: softMPCritic (MPPI + learned soft Q + dynamics ensemble) in JAX.
+
+Where the paper lives:
+  mppi.py        Algorithm 1 and eq. (6): the planner and its soft value.
+  train.py       Algorithm 2: the training step, warm-started targets.
+  losses.py      eq. (7) and the dynamics MSE.
+  networks.py    Q-network and dynamics ensemble.
+  replay.py      the buffer of (s, a, r, s', terminated, plan).
+  envs.py        brax/MJX environments with known reward and termination.
+  evaluation.py  evaluation episodes.
+  config.py      the frozen Config and its presets.
+"""
+
+from smpc_jax.config import Config, PRESETS, preset, validate
+from smpc_jax.evaluation import evaluate
+from smpc_jax.mppi import Model, MPPIResult, mppi, shift
+from smpc_jax.train import HParams, TrainState, init, make_train, run, train_step
+
+__all__ = [
+    "Config", "PRESETS", "preset", "validate",
+    "HParams", "TrainState", "init", "train_step", "run", "make_train",
+    "evaluate",
+    "Model", "MPPIResult", "mppi", "shift",
+]
+__version__ = "0.1.0"

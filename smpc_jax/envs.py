@@ -1,0 +1,102 @@
+"""Environments: brax with the MJX backend, plus their known reward and
+termination as pure functions of (s, a, s'), which the planner uses to score
+imagined transitions. Only the dynamics are learned.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from brax import envs as brax_envs
+
+# (s [obs], a [act], s' [obs]) -> scalar.
+RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+class Environment(NamedTuple):
+  name: str
+  env: brax_envs.Env  # brax PipelineEnv on MJX, no wrappers.
+  obs_size: int
+  action_size: int
+  action_low: float
+  action_high: float
+  reward_fn: RewardFn  # Equals env.step(...).reward (see tests/test_envs.py).
+  termination_fn: TerminationFn  # 1.0 where env.step(...).done is 1.0.
+
+
+# --- Double inverted pendulum -------------------------------------------------
+# obs = [x, sin th1, sin th2, cos th1, cos th2, x_dot, th1_dot, th2_dot]; both
+# poles are 0.6 long and hinge at the cart (z = 0).
+_POLE = 0.6
+
+
+def _idp_tip(s):
+  x, s1, s2, c1, c2 = s[0], s[1], s[2], s[3], s[4]
+  s12 = s1 * c2 + c1 * s2  # sin(th1 + th2)
+  c12 = c1 * c2 - s1 * s2  # cos(th1 + th2)
+  return x + _POLE * (s1 + s12), _POLE * (c1 + c12)
+
+
+def idp_termination(s, a, s_next):
+  del s, a
+  _, y = _idp_tip(s_next)
+  return (y <= 1.0).astype(jnp.float32)
+
+
+def idp_reward(s, a, s_next):
+  x, y = _idp_tip(s_next)
+  done = idp_termination(s, a, s_next)
+  w1, w2 = s_next[6], s_next[7]
+  dist_penalty = 0.01 * x**2 + (y - 2.0) ** 2
+  vel_penalty = 1e-3 * w1**2 + 5e-3 * w2**2
+  return (1.0 - done) * 10.0 - dist_penalty - vel_penalty
+
+
+# --- Hopper ---------------------------------------------------------------------
+# obs = [x, z, torso angle, thigh, leg, foot, 6 joint velocities clipped to 10].
+_HOPPER_DT = 0.008  # 4 frames of 0.002 s.
+
+
+def hopper_termination(s, a, s_next):
+  del s, a
+  z, angle = s_next[1], s_next[2]
+  state = s_next[2:]
+  healthy = jnp.all(jnp.abs(state) < 100.0)
+  healthy &= z > 0.7
+  healthy &= jnp.abs(angle) < 0.2
+  return 1.0 - healthy.astype(jnp.float32)
+
+
+def hopper_reward(s, a, s_next):
+  forward = (s_next[0] - s[0]) / _HOPPER_DT
+  return forward + 1.0 - 1e-3 * jnp.sum(jnp.square(a))
+
+
+@functools.lru_cache(maxsize=None)
+def make(name: str) -> Environment:
+  """The environment `name` ("idp" or "hopper"), built once per process.
+
+  Built with concrete arrays even when first asked for inside a trace, so the
+  cached object never holds a tracer.
+  """
+  with jax.ensure_compile_time_eval():
+    return _make(name)
+
+
+def _make(name: str) -> Environment:
+  if name == "idp":
+    env = brax_envs.get_environment("inverted_double_pendulum", backend="mjx")
+    reward_fn, termination_fn = idp_reward, idp_termination
+  elif name == "hopper":
+    env = brax_envs.get_environment(
+        "hopper", backend="mjx", exclude_current_positions_from_observation=False)
+    assert abs(env.dt - _HOPPER_DT) < 1e-9, env.dt
+    reward_fn, termination_fn = hopper_reward, hopper_termination
+  else:
+    raise ValueError(f"env={name!r} is not known; allowed: idp, hopper.")
+  return Environment(name, env, env.observation_size, env.action_size, -1.0,
+                     1.0, reward_fn, termination_fn)

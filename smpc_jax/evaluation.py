@@ -1,0 +1,34 @@
+"""Evaluation episodes with the online planner, vmapped over episodes."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from smpc_jax import mppi
+from smpc_jax.train import TrainState, parts, plan
+
+
+def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
+  """Undiscounted returns [num_episodes] of full episodes (episode_length
+  steps, or until termination) acting with the online planner; no learning."""
+  c = state.config
+  env = parts(c).environment.env
+
+  def episode(k):
+    k_reset, k_steps = jax.random.split(k)
+
+    def step(carry, k):
+      env_state, warm, alive, ret = carry
+      result = plan(state, k, env_state.obs, warm, state.q_params,
+                    num_samples=c.num_samples)
+      env_state = env.step(env_state, result.action)
+      ret = ret + alive * env_state.reward
+      alive = alive * (1.0 - env_state.done)
+      return (env_state, mppi.shift(result.plan), alive, ret), None
+
+    init = (env.reset(k_reset), jnp.zeros_like(state.plan), jnp.ones(()), jnp.zeros(()))
+    (_, _, _, ret), _ = jax.lax.scan(step, init, jax.random.split(k_steps, c.episode_length))
+    return ret
+
+  return jax.vmap(episode)(jax.random.split(key, num_episodes))
