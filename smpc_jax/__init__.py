@@ -1,7 +1,7 @@
 """smpc_jax: softMPCritic (MPPI + learned soft Q + dynamics ensemble) in JAX.
 
 Where the paper lives:
-  mppi.py        Algorithm 1 and eq. (6): the planner and its soft value.
+  planner.py     Algorithm 1 and eq. (6): the planner and its soft value.
   train.py       Algorithm 2: the training step, warm-started targets.
   losses.py      eq. (7) and the dynamics MSE.
   networks.py    Q-network and dynamics ensemble.
@@ -13,7 +13,7 @@ Where the paper lives:
 
 from smpc_jax.config import Config, PRESETS, preset, validate
 from smpc_jax.evaluation import evaluate
-from smpc_jax.mppi import Model, MPPIResult, mppi, shift
+from smpc_jax.planner import Model, MPPIResult, mppi, shift
 from smpc_jax.train import HParams, TrainState, init, make_train, run, train_step
 
 __all__ = [

@@ -22,6 +22,7 @@ class Config:
   env: str = "idp"  # "idp" (brax inverted_double_pendulum) | "hopper".
   total_steps: int = 50_000  # Environment steps per run.
   episode_length: int = 1000  # Steps before truncation (not termination).
+  frame_skip: int = 0  # Physics substeps per env step; 0 = brax's default.
   # Planner (Algorithm 1).
   horizon: int = 4  # H model steps; the plan holds H + 1 actions.
   num_samples: int = 200  # Online MPPI samples N.
@@ -94,6 +95,8 @@ def validate(config: Config) -> Config:
                "chunk_steps", "eval_episodes"):
     value = getattr(c, name)
     need(isinstance(value, int) and value >= 1, name, "it must be an integer >= 1")
+  need(isinstance(c.frame_skip, int) and c.frame_skip >= 0, "frame_skip",
+       "it must be an integer >= 0 (0: the env's default)")
   need(isinstance(c.horizon, int) and c.horizon >= 0, "horizon",
        "it must be an integer >= 0")
   need(c.temperature > 0, "temperature", "it must be > 0")

@@ -28,14 +28,31 @@ class Environment(NamedTuple):
   termination_fn: TerminationFn  # 1.0 where env.step(...).done is 1.0.
 
 
+# MuJoCo computes body positions before it integrates, so brax's rewards read
+# positions from the start of the step's last physics substep. With the Euler
+# integrator those are q' - h * qdot' (h the substep), which the known rewards
+# rebuild from s'; they match the env wherever the observation's velocity
+# clipping (at 10) is inactive.
+
 # --- Double inverted pendulum -------------------------------------------------
 # obs = [x, sin th1, sin th2, cos th1, cos th2, x_dot, th1_dot, th2_dot]; both
 # poles are 0.6 long and hinge at the cart (z = 0).
 _POLE = 0.6
+_IDP_SUBSTEP = 0.01
+
+
+def _rotate_back(sin, cos, angle):
+  """(sin, cos) of (theta - angle) from those of theta."""
+  sa, ca = jnp.sin(angle), jnp.cos(angle)
+  return sin * ca - cos * sa, cos * ca + sin * sa
 
 
 def _idp_tip(s):
-  x, s1, s2, c1, c2 = s[0], s[1], s[2], s[3], s[4]
+  """Tip (x, height) where brax measures it: one substep back from s."""
+  h = _IDP_SUBSTEP
+  x = s[0] - h * s[5]
+  s1, c1 = _rotate_back(s[1], s[3], h * s[6])
+  s2, c2 = _rotate_back(s[2], s[4], h * s[7])
   s12 = s1 * c2 + c1 * s2  # sin(th1 + th2)
   c12 = c1 * c2 - s1 * s2  # cos(th1 + th2)
   return x + _POLE * (s1 + s12), _POLE * (c1 + c12)
@@ -58,7 +75,7 @@ def idp_reward(s, a, s_next):
 
 # --- Hopper ---------------------------------------------------------------------
 # obs = [x, z, torso angle, thigh, leg, foot, 6 joint velocities clipped to 10].
-_HOPPER_DT = 0.008  # 4 frames of 0.002 s.
+_HOPPER_SUBSTEP = 0.002
 
 
 def hopper_termination(s, a, s_next):
@@ -71,31 +88,40 @@ def hopper_termination(s, a, s_next):
   return 1.0 - healthy.astype(jnp.float32)
 
 
-def hopper_reward(s, a, s_next):
-  forward = (s_next[0] - s[0]) / _HOPPER_DT
+def hopper_reward(s, a, s_next, dt=4 * _HOPPER_SUBSTEP):
+  # The torso x one substep back, at both ends (the obs z is already so).
+  x_next, x = s_next[0] - _HOPPER_SUBSTEP * s_next[6], s[0] - _HOPPER_SUBSTEP * s[6]
+  forward = (x_next - x) / dt
   return forward + 1.0 - 1e-3 * jnp.sum(jnp.square(a))
 
 
 @functools.lru_cache(maxsize=None)
-def make(name: str) -> Environment:
+def make(name: str, frame_skip: int = 0) -> Environment:
   """The environment `name` ("idp" or "hopper"), built once per process.
+
+  frame_skip: physics substeps per env step; 0 keeps brax's default (idp 2,
+  hopper 4). Gymnasium's v5 tasks, which the paper used, take 5 and 4.
 
   Built with concrete arrays even when first asked for inside a trace, so the
   cached object never holds a tracer.
   """
   with jax.ensure_compile_time_eval():
-    return _make(name)
+    return _make(name, frame_skip)
 
 
-def _make(name: str) -> Environment:
+def _make(name: str, frame_skip: int) -> Environment:
+  kwargs = {"n_frames": frame_skip} if frame_skip else {}
   if name == "idp":
-    env = brax_envs.get_environment("inverted_double_pendulum", backend="mjx")
+    env = brax_envs.get_environment("inverted_double_pendulum", backend="mjx", **kwargs)
+    assert abs(float(env.sys.opt.timestep) - _IDP_SUBSTEP) < 1e-9
     reward_fn, termination_fn = idp_reward, idp_termination
   elif name == "hopper":
     env = brax_envs.get_environment(
-        "hopper", backend="mjx", exclude_current_positions_from_observation=False)
-    assert abs(env.dt - _HOPPER_DT) < 1e-9, env.dt
-    reward_fn, termination_fn = hopper_reward, hopper_termination
+        "hopper", backend="mjx", exclude_current_positions_from_observation=False,
+        **kwargs)
+    assert abs(float(env.sys.opt.timestep) - _HOPPER_SUBSTEP) < 1e-9
+    reward_fn = functools.partial(hopper_reward, dt=float(env.dt))
+    termination_fn = hopper_termination
   else:
     raise ValueError(f"env={name!r} is not known; allowed: idp, hopper.")
   return Environment(name, env, env.observation_size, env.action_size, -1.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from smpc_jax import mppi
+from smpc_jax import planner
 from smpc_jax.train import TrainState, parts, plan
 
 
@@ -25,7 +25,7 @@ def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
       env_state = env.step(env_state, result.action)
       ret = ret + alive * env_state.reward
       alive = alive * (1.0 - env_state.done)
-      return (env_state, mppi.shift(result.plan), alive, ret), None
+      return (env_state, planner.shift(result.plan), alive, ret), None
 
     init = (env.reset(k_reset), jnp.zeros_like(state.plan), jnp.ones(()), jnp.zeros(()))
     (_, _, _, ret), _ = jax.lax.scan(step, init, jax.random.split(k_steps, c.episode_length))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from smpc_jax import envs, losses, mppi, networks, replay
+from smpc_jax import envs, losses, networks, planner, replay
 from smpc_jax.config import Config, validate
 
 
@@ -58,7 +58,7 @@ class Parts(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def parts(config: Config) -> Parts:
   """The environment, networks and optimiser a config describes."""
-  environment = envs.make(config.env)
+  environment = envs.make(config.env, config.frame_skip)
   obs, act = environment.obs_size, environment.action_size
   q = networks.make_q(obs, act, config.hidden_sizes)
   ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size)
@@ -99,7 +99,7 @@ def init(config: Config, key) -> TrainState:
   )
 
 
-def planner_model(config: Config, dyn_params, q_params) -> mppi.Model:
+def planner_model(config: Config, dyn_params, q_params) -> planner.Model:
   """The planner's imagination: ensemble dynamics, known reward and
   termination, and the terminal Q (or zero, for the 'no Q' ablation)."""
   p = parts(config)
@@ -113,15 +113,15 @@ def planner_model(config: Config, dyn_params, q_params) -> mppi.Model:
     return p.q.apply(q_params, s, a)
 
   env = p.environment
-  return mppi.Model(dynamics, env.reward_fn, env.termination_fn, terminal_value)
+  return planner.Model(dynamics, env.reward_fn, env.termination_fn, terminal_value)
 
 
 def plan(state: TrainState, key, obs, warm_start, q_params, *, num_samples,
-         iterations=1) -> mppi.MPPIResult:
+         iterations=1) -> planner.MPPIResult:
   """MPPI at `obs` [obs] from `warm_start` [H+1, act] with the run's models."""
   c, h = state.config, state.hparams
   env = parts(c).environment
-  return mppi.mppi(
+  return planner.mppi(
       key, obs, warm_start, planner_model(c, state.dyn_params, q_params),
       num_samples=num_samples, iterations=iterations, temperature=h.temperature,
       noise_var=h.noise_var, gamma=h.gamma, prior=c.prior,
@@ -146,7 +146,7 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   terminated = next_env.done
   episode_step = state.episode_step + 1
   done = (terminated > 0) | (episode_step >= c.episode_length)
-  next_plan = mppi.shift(online.plan)  # warm start at s' (line 6)
+  next_plan = planner.shift(online.plan)  # warm start at s' (line 6)
   buffer = replay.add(state.buffer, replay.Transition(
       obs, online.action, next_env.reward, next_env.obs, terminated, next_plan))
   episode_return = state.episode_return + next_env.reward

@@ -1,0 +1,112 @@
+"""Shared driver helpers: one absl flag per Config field, statistics, plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import typing
+
+from absl import flags
+import numpy as np
+
+from smpc_jax import Config, preset
+
+FLAGS = flags.FLAGS
+
+
+def define_config_flags():
+  """--FIELD for every Config field; unset flags keep the env's preset."""
+  hints = typing.get_type_hints(Config)
+  for field in dataclasses.fields(Config):
+    kind, help_ = hints[field.name], f"Config.{field.name} (default: the env preset)"
+    if field.name == "env":
+      flags.DEFINE_string("env", "idp", "Environment: idp | hopper.")
+    elif kind is bool:
+      flags.DEFINE_boolean(field.name, None, help_)
+    elif kind is int:
+      flags.DEFINE_integer(field.name, None, help_)
+    elif kind is float:
+      flags.DEFINE_float(field.name, None, help_)
+    elif kind is str:
+      flags.DEFINE_string(field.name, None, help_)
+    else:  # tuple of ints
+      flags.DEFINE_list(field.name, None, help_ + ", comma separated")
+
+
+def config_from_flags() -> Config:
+  """The preset of --env with every flag that was set; exits with one line
+  naming the bad field when the result is invalid."""
+  overrides = {}
+  for field in dataclasses.fields(Config):
+    value = getattr(FLAGS, field.name)
+    if field.name == "env" or value is None:
+      continue
+    if isinstance(value, list):
+      try:
+        value = tuple(int(v) for v in value)
+      except ValueError:
+        fail(f"{field.name}={','.join(value)!r} is invalid; it must be integers.")
+    overrides[field.name] = value
+  try:
+    return preset(FLAGS.env, **overrides)
+  except ValueError as e:
+    fail(str(e))
+
+
+def fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def iqm(values) -> float:
+  """Interquartile mean: the mean of the middle 50% (25% trimmed each side)."""
+  v = np.sort(np.asarray(values, np.float64))
+  k = int(np.floor(0.25 * len(v)))
+  return float(np.mean(v[k:len(v) - k]))
+
+
+def write_json(path, obj):
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2)
+    f.write("\n")
+
+
+def plot_returns(path, steps, curves, eval_points=None, title=""):
+  """Median and spread over seeds of the training-episode returns.
+
+  steps [T]; curves [S, T] (NaN where a seed finished no episode in a chunk);
+  eval_points: optional (step, [S] returns) pairs, drawn as markers.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  curves = np.asarray(curves, np.float64)
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+    __import__("warnings").simplefilter("ignore")
+    med = np.nanmedian(curves, 0)
+    lo, hi = np.nanmin(curves, 0), np.nanmax(curves, 0)
+    q1, q3 = np.nanpercentile(curves, 25, 0), np.nanpercentile(curves, 75, 0)
+  ax.fill_between(steps, lo, hi, alpha=0.15, color="C0", lw=0, label="min-max over seeds")
+  ax.fill_between(steps, q1, q3, alpha=0.3, color="C0", lw=0, label="25-75%")
+  ax.plot(steps, med, color="C0", lw=2, label=f"median of {len(curves)} seeds")
+  if eval_points:
+    for i, (s, r) in enumerate(eval_points):
+      ax.scatter(np.full(len(r), s), r, color="C3", s=12, zorder=3,
+                 label="evaluation (per seed)" if i == 0 else None)
+  ax.set_xlabel("environment steps")
+  ax.set_ylabel("episode return")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def ensure_dir(path):
+  os.makedirs(path, exist_ok=True)
+  return path

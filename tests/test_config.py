@@ -1,0 +1,59 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from smpc_jax import Config, preset, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_presets_hold_the_paper_defaults():
+  c = preset("idp")
+  assert (c.horizon, c.num_samples, c.target_samples, c.temperature, c.noise_var,
+          c.gamma, c.ensemble_size, c.batch_size, c.tau, c.learning_rate) == (
+              4, 200, 20, 0.1, 0.1, 0.99, 4, 32, 0.005, 3e-4)
+  assert c.hidden_sizes == (256, 256) and c.warm_start and c.prior == "gaussian"
+  assert preset("hopper").prior == "uniform"
+  assert hash(c) == hash(preset("idp"))  # frozen and hashable: a static arg
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("temperature", -0.1, "temperature=-0.1 is invalid; it must be > 0"),
+    ("num_samples", 202, "num_samples=202 is invalid; it must be divisible by ensemble_size=4"),
+    ("target_samples", 0, "target_samples=0 is invalid"),
+    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper"),
+    ("prior", "laplace", "prior='laplace' is invalid; allowed: gaussian, uniform"),
+    ("gamma", 1.5, "gamma=1.5 is invalid; it must lie in (0, 1]"),
+    ("horizon", -1, "horizon=-1 is invalid"),
+    ("noise_var", 0.0, "noise_var=0.0 is invalid"),
+    ("hidden_sizes", (), "hidden_sizes=() is invalid"),
+])
+def test_invalid_values_name_the_field(field, value, words):
+  with pytest.raises(ValueError) as e:
+    validate(Config().replace(**{field: value}))
+  assert words in str(e.value)
+
+
+def test_unknown_preset_is_a_clear_error():
+  with pytest.raises(ValueError, match="env='walker' is not known; allowed: idp, hopper"):
+    preset("walker")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--temperature=-1"], "error: temperature=-1.0 is invalid; it must be > 0."),
+    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper."),
+    (["--num_samples=30"], "error: num_samples=30 is invalid; it must be divisible by ensemble_size=4."),
+    (["--seeds=0"], "error: seeds=0 is invalid; it must be an integer >= 1."),
+])
+def test_cli_rejects_bad_input_in_one_line(args, words, tmp_path):
+  out = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+       f"--out_dir={tmp_path}/run", *args],
+      capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2, out.stderr
+  lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert lines == [words], out.stderr
+  assert "Traceback" not in out.stderr
+  assert not os.path.exists(f"{tmp_path}/run")  # nothing written, nothing compiled
