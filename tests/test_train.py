@@ -54,8 +54,11 @@ def test_step_stores_transition_and_polyak_every_second_step(state0):
   row = replay.get(s1.buffer, 0)
   np.testing.assert_array_equal(row.obs, state0.env_state.obs)
   np.testing.assert_array_equal(row.next_obs, s1.env_state.obs)
-  # The stored plan is the warm start for s', i.e. the plan carried forward.
-  np.testing.assert_array_equal(s1.plan, row.plan) if int(s1.episode_step) else None
+  # Row 0 was stored with the carried-forward warm start for s' (s1.plan);
+  # being the only row, every target sample hit it, and the refined plan
+  # replaced it (Algorithm 2, line 14).
+  assert row.plan.shape == s1.plan.shape
+  assert not np.allclose(row.plan, s1.plan)
   s2, _ = step(s1, jax.random.PRNGKey(2))
   expected = optax.incremental_update(s2.q_params, s1.q_target, SMALL.tau)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), s2.q_target, expected)
