@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
   if FLAGS.seeds < 1:
     cli.fail(f"seeds={FLAGS.seeds} is invalid; it must be an integer >= 1.")

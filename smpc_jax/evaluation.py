@@ -23,7 +23,9 @@ def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
       result = plan(state, k, env_state.obs, warm, state.q_params,
                     num_samples=c.num_samples)
       env_state = env.step(env_state, result.action)
-      ret = ret + alive * env_state.reward
+      # After termination the physics runs on from a fallen state and may
+      # diverge: select, rather than multiply, so a NaN there cannot leak in.
+      ret = ret + jnp.where(alive > 0, env_state.reward, 0.0)
       alive = alive * (1.0 - env_state.done)
       return (env_state, planner.shift(result.plan), alive, ret), None
 
