@@ -4,7 +4,7 @@
 
 Compiles one chunk of --steps training steps, runs it --repeats times and
 reports the median. Also reports what bounds it: the FLOPs of one step (XLA's
-cost analysis of the compiled chunk) over this machine's measured matmul rate.
+analytic count of the matmuls in one step) over this machine's measured matmul rate.
 The last line printed is `sps=<env steps per second per seed>`.
 """
 
