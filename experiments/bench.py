@@ -3,8 +3,8 @@
   python experiments/bench.py [--steps=2000 --repeats=5 --seeds=1]
 
 Compiles one chunk of --steps training steps, runs it --repeats times and
-reports the median. Also reports what bounds it: the FLOPs of one step (XLA's
-analytic count of the matmuls in one step) over this machine's measured matmul rate.
+reports the median. Also reports what bounds it: the FLOPs of one step (an
+analytic count of its matmuls) over this machine's measured matmul rate.
 The last line printed is `sps=<env steps per second per seed>`.
 """
 
