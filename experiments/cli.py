@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import typing
+import warnings
 
 from absl import flags
 import numpy as np
@@ -85,8 +86,8 @@ def plot_returns(path, steps, curves, eval_points=None, title=""):
 
   curves = np.asarray(curves, np.float64)
   fig, ax = plt.subplots(figsize=(7, 4.2))
-  with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-    __import__("warnings").simplefilter("ignore")
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # all-NaN columns: chunks with no finished episode
     med = np.nanmedian(curves, 0)
     lo, hi = np.nanmin(curves, 0), np.nanmax(curves, 0)
     q1, q3 = np.nanpercentile(curves, 25, 0), np.nanpercentile(curves, 75, 0)

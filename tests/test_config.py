@@ -57,3 +57,24 @@ def test_cli_rejects_bad_input_in_one_line(args, words, tmp_path):
   assert lines == [words], out.stderr
   assert "Traceback" not in out.stderr
   assert not os.path.exists(f"{tmp_path}/run")  # nothing written, nothing compiled
+
+
+def test_cli_writes_metrics_summary_and_plot(tmp_path):
+  out = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--seeds=2",
+       "--total_steps=40", "--chunk_steps=20", "--episode_length=15", "--num_samples=8",
+       "--target_samples=4", "--hidden_sizes=16,16", "--batch_size=4", "--eval_episodes=1",
+       f"--out_dir={tmp_path}/run"],
+      capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  import json
+  lines = [json.loads(l) for l in open(f"{tmp_path}/run/metrics.jsonl")]
+  assert [l["step"] for l in lines] == [20, 40]
+  assert len(lines[0]["episode_returns"]) == 2  # one list per seed
+  summary = json.load(open(f"{tmp_path}/run/summary.json"))
+  for k in ("env", "seeds", "total_steps", "final_returns", "final_return_iqm", "sps",
+            "compile_s", "wall_s"):
+    assert k in summary
+  assert summary["seeds"] == 2 and len(summary["final_returns"]) == 2
+  assert open(f"{tmp_path}/run/returns.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  assert "IQM" in out.stdout
