@@ -21,12 +21,14 @@ def q_loss(q_apply, params, obs, action, target):
   return jnp.mean(jnp.square(q - target)), q
 
 
-def dynamics_loss(delta_fn, params, obs, action, next_obs):
-  """Ensemble next-step MSE on s' - s, summed over members.
+def dynamics_loss(delta_fn, params, scales, obs, action, next_obs):
+  """Ensemble next-step MSE on s' - s, standardised, summed over members.
 
   params: stacked [E, ...]; obs, next_obs [E, B, obs]; action [E, B, act]:
-  each member trains on its own batch.
+  each member trains on its own batch. `scales.delta` standardises the
+  observed change, so each coordinate weighs alike.
   """
-  pred = jax.vmap(delta_fn)(params, obs, action)  # [E, B, obs]
-  per_member = jnp.mean(jnp.square(pred - (next_obs - obs)), axis=(1, 2))  # [E]
+  pred = jax.vmap(delta_fn, (0, None, 0, 0))(params, scales, obs, action)  # [E, B, obs]
+  target = (next_obs - obs - scales.delta.mean) / scales.delta.std
+  per_member = jnp.mean(jnp.square(pred - target), axis=(1, 2))  # [E]
   return jnp.sum(per_member), per_member

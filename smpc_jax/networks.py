@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -21,6 +22,47 @@ class MLP(nn.Module):
     return nn.Dense(self.out_size)(x)
 
 
+@flax.struct.dataclass
+class RunningStats:
+  """Mean and variance of everything seen so far (Welford), per coordinate."""
+  count: jax.Array  # []
+  mean: jax.Array  # [d]
+  m2: jax.Array  # [d] sum of squared deviations from the mean
+
+  @property
+  def std(self):  # [d], floored so near-constant coordinates stay finite.
+    return jnp.maximum(jnp.sqrt(self.m2 / jnp.maximum(self.count, 1.0)), 1e-3)
+
+  def normalise(self, x):  # [..., d] -> [..., d], clipped to +-10 std
+    return jnp.clip((x - self.mean) / self.std, -10.0, 10.0)
+
+
+def stats_init(size: int) -> RunningStats:
+  return RunningStats(jnp.zeros(()), jnp.zeros((size,)), jnp.zeros((size,)))
+
+
+def stats_update(stats: RunningStats, x) -> RunningStats:
+  """Adds one sample x [d]."""
+  count = stats.count + 1.0
+  mean = stats.mean + (x - stats.mean) / count
+  return RunningStats(count, mean, stats.m2 + (x - stats.mean) * (x - mean))
+
+
+class Scales(NamedTuple):
+  """What the dynamics ensemble normalises with: inputs by the running
+  statistics of observations, outputs by those of observed changes s' - s."""
+  obs: RunningStats
+  delta: RunningStats
+
+
+def scales_init(obs_size: int) -> Scales:
+  return Scales(stats_init(obs_size), stats_init(obs_size))
+
+
+def scales_update(scales: Scales, obs, next_obs) -> Scales:
+  return Scales(stats_update(scales.obs, obs), stats_update(scales.delta, next_obs - obs))
+
+
 class QNetwork(NamedTuple):
   init: Callable  # (key) -> params
   apply: Callable  # (params, s [..., obs], a [..., act]) -> Q [...], reward units
@@ -28,8 +70,11 @@ class QNetwork(NamedTuple):
 
 class Ensemble(NamedTuple):
   init: Callable  # (key) -> params, every leaf [E, ...]
-  delta: Callable  # (member params, s [..., obs], a [..., act]) -> s' - s
-  predict: Callable  # (params, key, s [N, obs], a [N, act]) -> s' [N, obs]
+  # (member params, scales, s [..., obs], a [..., act]) -> (s' - s) in units of
+  # the running std of s' - s, centred on its running mean.
+  delta: Callable
+  # (params, scales, key, s [N, obs], a [N, act]) -> s' [N, obs]
+  predict: Callable
 
 
 def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int]) -> QNetwork:
@@ -46,25 +91,32 @@ def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int]) -> QNet
 
 def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
                   ensemble_size: int) -> Ensemble:
-  """E residual models s' = s + f_e(s, a), trained on s' - s."""
+  """E residual models s' = s + f_e(s, a), trained on s' - s.
+
+  Inputs and outputs are standardised by running statistics (`Scales`) so
+  that every coordinate counts in the loss, not only the large velocities.
+  """
   net = MLP(tuple(hidden_sizes), obs_size)
 
   def init(key):
     x = jnp.zeros((obs_size + action_size,))
     return jax.vmap(lambda k: net.init(k, x))(jax.random.split(key, ensemble_size))
 
-  def delta(params_e, s, a):
-    return net.apply(params_e, jnp.concatenate([s, a], axis=-1))
+  def delta(params_e, scales, s, a):
+    return net.apply(params_e, jnp.concatenate([scales.obs.normalise(s), a], axis=-1))
 
-  def predict(params, key, s, a):
-    """Each of the N rows goes through one member, N/E rows per member, with a
-    fresh random assignment per call (per planning step): every row draws a
-    member uniformly, at the cost of one model rather than E."""
+  def predict(params, scales, key, s, a):
+    """The N rows form E equal groups (row i in group i // (N / E)); group g
+    goes through member (g + c) mod E, c drawn uniformly per call (per
+    planning step). So every row's member is uniform and independent from
+    step to step, as the paper's branching model asks, at the cost of one
+    model rather than E, and with no shuffling of rows."""
     n = s.shape[0]
-    perm = jax.random.permutation(key, n)  # row perm[i] -> member i // (N / E)
-    x = jnp.concatenate([s, a], axis=-1)[perm]
-    x = x.reshape(ensemble_size, n // ensemble_size, -1)  # [E, N/E, obs+act]
-    d = jax.vmap(net.apply)(params, x).reshape(n, obs_size)
-    return s + jnp.zeros_like(s).at[perm].set(d)
+    c = jax.random.randint(key, (), 0, ensemble_size)
+    x = jnp.concatenate([scales.obs.normalise(s), a], axis=-1)
+    x = jnp.roll(x.reshape(ensemble_size, n // ensemble_size, -1), c, axis=0)
+    d = jax.vmap(net.apply)(params, x)  # [E, N/E, obs]: member m, group m - c
+    d = jnp.roll(d, -c, axis=0).reshape(n, obs_size)
+    return s + scales.delta.mean + scales.delta.std * d  # back to units of s
 
   return Ensemble(init, delta, predict)

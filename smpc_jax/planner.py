@@ -67,7 +67,8 @@ def rollout_returns(key, model: Model, s0, actions, gamma):
 
   init = (s, jnp.ones((n,)), jnp.ones(()), jnp.zeros((n,)))
   xs = (jnp.swapaxes(actions[:, :horizon], 0, 1), jax.random.split(key, horizon))
-  (s_h, alive, disc, ret), _ = jax.lax.scan(step, init, xs)
+  # Unrolled: H is small, and XLA then fuses across steps with no loop overhead.
+  (s_h, alive, disc, ret), _ = jax.lax.scan(step, init, xs, unroll=True)
   return ret + disc * alive * model.terminal_value(s_h, actions[:, horizon])
 
 
@@ -127,5 +128,6 @@ def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
     return _iteration(k, s0, plan, model, num_samples, temperature, noise_var,
                       gamma, prior, action_low, action_high)
 
-  plan, values = jax.lax.scan(body, plan, jax.random.split(key, iterations))
+  plan, values = jax.lax.scan(body, plan, jax.random.split(key, iterations),
+                              unroll=iterations <= 2)
   return MPPIResult(plan, jnp.clip(plan[0], action_low, action_high), values[-1])

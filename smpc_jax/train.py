@@ -45,6 +45,7 @@ class TrainState:
   q_opt: Any
   dyn_params: Any  # every leaf [E, ...]
   dyn_opt: Any
+  scales: networks.Scales  # running statistics the ensemble standardises with
   buffer: replay.ReplayState
 
 
@@ -95,17 +96,18 @@ def init(config: Config, key) -> TrainState:
       q_opt=p.optimiser.init(q_params),
       dyn_params=dyn_params,
       dyn_opt=p.optimiser.init(dyn_params),
+      scales=networks.scales_init(env.obs_size),
       buffer=replay.init(config.capacity, example),
   )
 
 
-def planner_model(config: Config, dyn_params, q_params) -> planner.Model:
+def planner_model(config: Config, dyn_params, scales, q_params) -> planner.Model:
   """The planner's imagination: ensemble dynamics, known reward and
   termination, and the terminal Q (or zero, for the 'no Q' ablation)."""
   p = parts(config)
 
   def dynamics(key, s, a):
-    return p.ensemble.predict(dyn_params, key, s, a)
+    return p.ensemble.predict(dyn_params, scales, key, s, a)
 
   def terminal_value(s, a):
     if not config.use_terminal_q:
@@ -122,7 +124,7 @@ def plan(state: TrainState, key, obs, warm_start, q_params, *, num_samples,
   c, h = state.config, state.hparams
   env = parts(c).environment
   return planner.mppi(
-      key, obs, warm_start, planner_model(c, state.dyn_params, q_params),
+      key, obs, warm_start, planner_model(c, state.dyn_params, state.scales, q_params),
       num_samples=num_samples, iterations=iterations, temperature=h.temperature,
       noise_var=h.noise_var, gamma=h.gamma, prior=c.prior,
       action_low=env.action_low, action_high=env.action_high)
@@ -150,6 +152,7 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   buffer = replay.add(state.buffer, replay.Transition(
       obs, online.action, next_env.reward, next_env.obs, terminated, next_plan))
   episode_return = state.episode_return + next_env.reward
+  scales = networks.scales_update(state.scales, obs, next_env.obs)
 
   # Q-iteration: warm-started MPPI targets with the target Q (lines 9-12).
   idx = replay.sample(buffer, k_idx, (c.batch_size,))  # [B]
@@ -172,7 +175,7 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   dyn_batch = replay.get(buffer, replay.sample(buffer, k_dyn, (c.ensemble_size, c.batch_size)))
   (dyn_loss, _), dyn_grad = jax.value_and_grad(
       functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
-          state.dyn_params, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
+          state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
   dyn_updates, dyn_opt = p.optimiser.update(dyn_grad, state.dyn_opt, state.dyn_params)
   dyn_params = optax.apply_updates(state.dyn_params, dyn_updates)
 
@@ -200,7 +203,7 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       episode_return=jnp.where(done, 0.0, episode_return),
       plan=jnp.where(done, jnp.zeros_like(next_plan), next_plan),
       q_params=q_params, q_target=q_target, q_opt=q_opt,
-      dyn_params=dyn_params, dyn_opt=dyn_opt, buffer=buffer)
+      dyn_params=dyn_params, dyn_opt=dyn_opt, scales=scales, buffer=buffer)
   return new_state, metrics
 
 

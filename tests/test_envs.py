@@ -50,3 +50,26 @@ def test_observations_include_what_the_rewards_need():
   assert envs.make("hopper").obs_size == 12  # x position kept
   with pytest.raises(ValueError, match="env='cartpole'"):
     envs.make("cartpole")
+
+
+def test_capped_idp_solver_gives_the_default_solvers_states():
+  """The idp env caps MuJoCo's solver iterations (the rail limit is one
+  constraint); on rollouts that push the cart into both rail ends, the states
+  equal those of MuJoCo's defaults (100 iterations, 50 line-search steps)."""
+  from brax import envs as brax_envs
+  capped = envs.make("idp").env
+  default = brax_envs.get_environment("inverted_double_pendulum", backend="mjx")
+  assert int(capped.sys.opt.iterations) < int(default.sys.opt.iterations)
+  key = jax.random.PRNGKey(0)
+  # Random walks of the force, clipped: the cart slams into the rail ends.
+  actions = jnp.clip(jnp.cumsum(0.3 * jax.random.normal(key, (4, 150, 1)), 1), -1, 1)
+
+  def rollout(env, acts, k):
+    step = lambda s, a: (env.step(s, a),) * 2
+    return jax.lax.scan(step, env.reset(k), acts)[1].obs
+
+  keys = jax.random.split(key, 4)
+  run = lambda env: jax.jit(jax.vmap(lambda a, k: rollout(env, a, k)))(actions, keys)
+  obs_capped, obs_default = run(capped), run(default)
+  assert np.mean(np.abs(np.asarray(obs_default[..., 0])) > 0.98) > 0.2, "rail not reached"
+  np.testing.assert_allclose(obs_capped, obs_default, atol=1e-4)
