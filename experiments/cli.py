@@ -108,6 +108,30 @@ def plot_returns(path, steps, curves, eval_points=None, title=""):
   plt.close(fig)
 
 
+def plot_sweep(path, steps, curves, values, title=""):
+  """One median-over-seeds learning curve per swept value, 25-75% shaded.
+  curves [V, S, T] (NaN where a run finished no episode in a chunk)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  for i, (v, c) in enumerate(zip(values, np.asarray(curves, np.float64))):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      q1, med, q3 = np.nanpercentile(c, [25, 50, 75], 0)
+    ax.fill_between(steps, q1, q3, alpha=0.2, color=f"C{i}", lw=0)
+    ax.plot(steps, med, color=f"C{i}", lw=2, label=f"{v:g} (median of {len(c)})")
+  ax.set_xlabel("environment steps")
+  ax.set_ylabel("episode return")
+  ax.set_title(title, fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(loc="upper left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def ensure_dir(path):
   os.makedirs(path, exist_ok=True)
   return path
