@@ -117,9 +117,9 @@ def _make(name: str, frame_skip: int) -> Environment:
     assert abs(float(env.sys.opt.timestep) - _IDP_SUBSTEP) < 1e-9
     # The only constraint is the rail's limit, solved by one Newton step.
     # MuJoCo's defaults (100 iterations to a 1e-8 tolerance, 50 line-search
-    # steps) never meet that tolerance in float32 and run to the cap, which
-    # took half of a training step's time; 4 and 8 give the same states
-    # (tests/test_envs.py).
+    # steps) never meet that tolerance in float32 and run to the cap whenever
+    # the cart is at the rail; 4 and 8 give the same states
+    # (tests/test_envs.py) at a fraction of the cost.
     env.sys = env.sys.tree_replace({"opt.iterations": _IDP_SOLVER_ITERATIONS,
                                     "opt.ls_iterations": 2 * _IDP_SOLVER_ITERATIONS})
     reward_fn, termination_fn = idp_reward, idp_termination
