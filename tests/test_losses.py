@@ -42,6 +42,9 @@ def test_running_stats_match_numpy():
   np.testing.assert_allclose(scales.obs.std, np.std(obs, 0), rtol=1e-4)
   np.testing.assert_allclose(scales.delta.mean, np.mean(delta, 0), rtol=1e-5)
   np.testing.assert_allclose(scales.delta.std, np.std(delta, 0), rtol=1e-4)
+  # Standardised, and clipped at 10 std.
+  z = scales.obs.normalise(scales.obs.mean + jnp.array([1.0, -2.0, 100.0]) * scales.obs.std)
+  np.testing.assert_allclose(z, [1.0, -2.0, 10.0], rtol=1e-5)
   # Nothing seen yet: finite, unit-free defaults.
   empty = networks.scales_init(3)
   assert np.all(np.isfinite(empty.obs.normalise(jnp.ones(3))))
