@@ -78,7 +78,9 @@ def main(argv):
       line = dict(step=done_steps, episode_returns=finished, mean_return=mean_ret,
                   q_loss=np.mean(m["q_loss"], 1).tolist(),
                   dyn_loss=np.mean(m["dyn_loss"], 1).tolist(),
-                  q_mean=np.mean(m["q_mean"], 1).tolist(), sps=n / dt)
+                  q_mean=np.mean(m["q_mean"], 1).tolist(),
+                  target_mean=np.mean(m["target_mean"], 1).tolist(),
+                  online_ess=np.median(m["online_ess"], 1).tolist(), sps=n / dt)
       if FLAGS.eval_every and chunk_index % FLAGS.eval_every == 0:
         eval_key, k = jax.random.split(eval_key)
         r = np.asarray(evaluate(state, jax.random.split(k, n_seeds))).mean(1)

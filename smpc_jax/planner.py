@@ -39,6 +39,7 @@ class MPPIResult(NamedTuple):
   plan: jax.Array  # [H+1, act] refined plan (unclipped mean of the sampler).
   action: jax.Array  # [act] its first action, clipped to the action box.
   value: jax.Array  # [] soft value V_MPPI(s), eq. (6), reward units.
+  ess: jax.Array  # [] effective sample size 1 / sum_n w_n^2 of the last iteration.
 
 
 def shift(plan: jax.Array) -> jax.Array:
@@ -74,7 +75,7 @@ def rollout_returns(key, model: Model, s0, actions, gamma):
 
 def _iteration(key, s0, plan, model, num_samples, temperature, noise_var,
                gamma, prior, action_low, action_high):
-  """One MPPI update of `plan` [H+1, act]; returns (new plan, value)."""
+  """One MPPI update of `plan` [H+1, act]; returns (new plan, (value, ess))."""
   k_noise, k_roll = jax.random.split(key)
   h1, act = plan.shape
   eps = jnp.sqrt(noise_var) * jax.random.normal(k_noise, (num_samples, h1, act))
@@ -110,7 +111,8 @@ def _iteration(key, s0, plan, model, num_samples, temperature, noise_var,
   new_plan = plan + jnp.einsum("n,nta->ta", weights, eps)
   # V = -lam * log(mean_n exp(-cost_n / lam)) + constant (cost units).
   value_cost = cost_min - lam * (jax.nn.logsumexp(logits) - jnp.log(num_samples))
-  return new_plan, -(value_cost + constant)
+  ess = 1.0 / jnp.sum(jnp.square(weights))
+  return new_plan, (-(value_cost + constant), ess)
 
 
 def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
@@ -128,6 +130,6 @@ def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
     return _iteration(k, s0, plan, model, num_samples, temperature, noise_var,
                       gamma, prior, action_low, action_high)
 
-  plan, values = jax.lax.scan(body, plan, jax.random.split(key, iterations),
-                              unroll=iterations <= 2)
-  return MPPIResult(plan, jnp.clip(plan[0], action_low, action_high), values[-1])
+  plan, (values, ess) = jax.lax.scan(body, plan, jax.random.split(key, iterations),
+                                     unroll=iterations <= 2)
+  return MPPIResult(plan, jnp.clip(plan[0], action_low, action_high), values[-1], ess[-1])

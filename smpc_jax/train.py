@@ -195,6 +195,7 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       target_mean=jnp.mean(y),
       dyn_loss=dyn_loss / c.ensemble_size,
       online_value=online.value,
+      online_ess=online.ess,  # effective samples of the online MPPI weights
   )
   new_state = state.replace(
       step=step,

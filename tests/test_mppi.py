@@ -159,3 +159,18 @@ def test_horizon_zero_is_soft_q_maximisation():
 def test_shift_appends_zero():
   plan = jnp.arange(6.0).reshape(3, 2)
   np.testing.assert_array_equal(planner.shift(plan), [[2, 3], [4, 5], [0, 0]])
+
+
+def test_effective_sample_size():
+  """Equal costs (zero model, zero plan, so no prior term): all N weights are
+  1/N and the ESS is N. A terminal Q that singles out the sample nearest to
+  0.5 at a tiny temperature gives one dominant weight: ESS near 1."""
+  n = 64
+  flat = planner.mppi(jax.random.PRNGKey(0), jnp.zeros(2), jnp.zeros((1, 1)), _zero_model(),
+                      num_samples=n, temperature=0.1, noise_var=0.1, gamma=0.99)
+  np.testing.assert_allclose(flat.ess, n, rtol=1e-5)
+  peaked = Model(lambda k, s, a: s, lambda s, a, s2: jnp.zeros(()),
+                 lambda s, a, s2: jnp.zeros(()), lambda s, a: -100.0 * (a[:, 0] - 0.5) ** 2)
+  sharp = planner.mppi(jax.random.PRNGKey(0), jnp.zeros(2), jnp.zeros((1, 1)), peaked,
+                       num_samples=n, temperature=1e-3, noise_var=0.1, gamma=0.99)
+  assert 1.0 <= float(sharp.ess) < 1.5, float(sharp.ess)
