@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 SEEDS ?= 5
 STEPS ?= 20000
 OUT ?= runs
+# Extra flags for experiments/train.py, e.g. ARGS="--temperature=1 --tau=0.05".
+ARGS ?=
 
 .PHONY: install idp hopper test bench clean
 
@@ -18,11 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 # softMPCritic on the double inverted pendulum, paper defaults, SEEDS seeds vmapped.
 idp: install
-	$(PY) experiments/train.py --env=idp --seeds=$(SEEDS) --total_steps=$(STEPS) --out_dir=$(OUT)/idp
+	$(PY) experiments/train.py --env=idp --seeds=$(SEEDS) --total_steps=$(STEPS) --out_dir=$(OUT)/idp $(ARGS)
 
 # Hopper (uniform prior), 500k steps per the reference notes; a GPU is advised.
 hopper: install
-	$(PY) experiments/train.py --env=hopper --seeds=$(SEEDS) --out_dir=$(OUT)/hopper
+	$(PY) experiments/train.py --env=hopper --seeds=$(SEEDS) --out_dir=$(OUT)/hopper $(ARGS)
 
 test: install
 	$(PY) -m pytest tests

@@ -68,6 +68,18 @@ def iqm(values) -> float:
   return float(np.mean(v[k:len(v) - k]))
 
 
+def iqm_ci(values, level=0.95, resamples=10_000, seed=0) -> list:
+  """Percentile-bootstrap confidence interval [lo, hi] of the IQM over seeds
+  (seeds resampled with replacement). Wide with few seeds, as it should be."""
+  v = np.asarray(values, np.float64)
+  idx = np.random.default_rng(seed).integers(0, len(v), (resamples, len(v)))
+  boot = np.sort(v[idx], axis=1)
+  k = int(np.floor(0.25 * len(v)))
+  stats = boot[:, k:len(v) - k].mean(1)
+  tail = 100 * (1 - level) / 2
+  return [float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))]
+
+
 def write_json(path, obj):
   with open(path, "w") as f:
     json.dump(obj, f, indent=2)

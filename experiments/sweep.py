@@ -91,6 +91,7 @@ def main(argv):
       env=config.env, param=FLAGS.param, values=values, seeds=FLAGS.seeds,
       total_steps=done, final_returns=final.tolist(),
       final_return_iqm=[cli.iqm(r) for r in final],
+      final_return_iqm_ci95=[cli.iqm_ci(r) for r in final],
       final_return_median=[float(np.median(r)) for r in final],
       wall_s=time.perf_counter() - t0, backend=jax.devices()[0].platform,
       config={k: v for k, v in config.__dict__.items()})
@@ -100,7 +101,7 @@ def main(argv):
                  title=f"softMPCritic, {config.env}: {FLAGS.param} sweep, {FLAGS.seeds} seeds each")
   for v, r in zip(values, final):
     print(f"{FLAGS.param}={v:g}: final evaluation returns {np.round(r, 1).tolist()}  "
-          f"IQM {cli.iqm(r):.1f}")
+          f"IQM {cli.iqm(r):.1f} (95% CI {cli.iqm_ci(r)[0]:.0f}-{cli.iqm_ci(r)[1]:.0f})")
   print(f"wrote {out}/summary.json, returns.png")
 
 

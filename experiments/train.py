@@ -107,6 +107,7 @@ def main(argv):
       final_returns=final_returns.tolist(),
       final_episode_returns=final.tolist(),
       final_return_iqm=cli.iqm(final_returns),
+      final_return_iqm_ci95=cli.iqm_ci(final_returns),
       final_return_median=float(np.median(final_returns)),
       sps=config.total_steps / run_s, compile_s=compile_s, eval_s=eval_s,
       wall_s=time.perf_counter() - t0, backend=jax.devices()[0].platform,
@@ -116,7 +117,8 @@ def main(argv):
   cli.plot_returns(os.path.join(out, "returns.png"), steps, np.array(curves).T, eval_points,
                    title=f"softMPCritic, {config.env}, {n_seeds} seeds")
   print(f"final evaluation returns per seed: {np.round(final_returns, 1).tolist()}")
-  print(f"IQM {summary['final_return_iqm']:.1f}  median {summary['final_return_median']:.1f}  "
+  lo, hi = summary["final_return_iqm_ci95"]
+  print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  median {summary['final_return_median']:.1f}  "
         f"sps/seed {summary['sps']:.1f}  compile {compile_s:.1f}s  wall {summary['wall_s']:.1f}s")
   print(f"wrote {out}/metrics.jsonl, summary.json, returns.png")
 

@@ -65,3 +65,17 @@ def test_sweep_writes_summary_and_plot(tmp_path):
   assert summary["values"] == [0.1, 1.0]
   assert np.shape(summary["final_returns"]) == (2, 1)
   assert open(f"{tmp_path}/run/returns.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_iqm_and_its_bootstrap_interval(sweep_module):
+  cli = sys.modules["cli"]
+  # 8 values: the IQM drops the 2 lowest and 2 highest.
+  assert cli.iqm([100, 1, 2, 3, 4, 5, 6, -100]) == pytest.approx(3.5)
+  constant = cli.iqm_ci([7.0] * 5)
+  assert constant == [7.0, 7.0]
+  spread = [1000.0, 2000.0, 3000.0, 4000.0, 9000.0]
+  lo, hi = cli.iqm_ci(spread)
+  assert lo < cli.iqm(spread) < hi
+  assert 1000.0 <= lo and hi <= 9000.0
+  narrow = cli.iqm_ci(spread, level=0.5)
+  assert lo <= narrow[0] < narrow[1] <= hi  # a lower level gives a narrower interval
