@@ -13,6 +13,7 @@ from typing import Tuple
 
 ENVS = ("idp", "hopper")
 PRIORS = ("gaussian", "uniform")
+BRANCHING = ("per_step", "per_sample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Config:
   warm_start: bool = True  # Warm start from the stored plan, else from zeros.
   # Learning.
   ensemble_size: int = 4  # Dynamics members E (1 = ablation "no ensemble").
+  # Which member an imagined step goes through (Algorithm 1, line 6):
+  # "per_step": one member per planning step, shared by all samples and all
+  # target states of the batch (the authors' code); "per_sample": each sample
+  # its own member at each step.
+  branching: str = "per_step"
   hidden_sizes: Tuple[int, ...] = (256, 256)
   learning_rate: float = 3e-4  # Adam, Q and dynamics.
   batch_size: int = 32
@@ -89,6 +95,7 @@ def validate(config: Config) -> Config:
 
   need(c.env in ENVS, "env", f"allowed: {', '.join(ENVS)}")
   need(c.prior in PRIORS, "prior", f"allowed: {', '.join(PRIORS)}")
+  need(c.branching in BRANCHING, "branching", f"allowed: {', '.join(BRANCHING)}")
   for name in ("total_steps", "episode_length", "num_samples",
                "target_samples", "target_iterations", "ensemble_size",
                "batch_size", "target_update_period", "buffer_capacity",

@@ -77,6 +77,9 @@ class Ensemble(NamedTuple):
   predict: Callable
 
 
+BRANCHING = ("per_step", "per_sample")
+
+
 def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int]) -> QNetwork:
   net = MLP(tuple(hidden_sizes), 1)
 
@@ -90,12 +93,22 @@ def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int]) -> QNet
 
 
 def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
-                  ensemble_size: int) -> Ensemble:
+                  ensemble_size: int, branching: str = "per_sample") -> Ensemble:
   """E residual models s' = s + f_e(s, a), trained on s' - s.
 
   Inputs and outputs are standardised by running statistics (`Scales`) so
   that every coordinate counts in the loss, not only the large velocities.
+
+  branching: how `predict` picks members (Algorithm 1, line 6).
+    "per_step": one member, uniform, for all N rows of a call; with the key
+      shared across a vmapped batch of states (see `planner.mppi`'s
+      `model_key`), one member for the whole batch, as the authors' code does.
+      Costs one member's matmul over every row.
+    "per_sample": every row its own member, uniform and independent from call
+      to call (the literal reading of line 6), also at the cost of one model.
   """
+  if branching not in BRANCHING:
+    raise ValueError(f"branching={branching!r} is invalid; allowed: {', '.join(BRANCHING)}.")
   net = MLP(tuple(hidden_sizes), obs_size)
 
   def init(key):
@@ -105,7 +118,17 @@ def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
   def delta(params_e, scales, s, a):
     return net.apply(params_e, jnp.concatenate([scales.obs.normalise(s), a], axis=-1))
 
-  def predict(params, scales, key, s, a):
+  def predict_per_step(params, scales, key, s, a):
+    """All N rows through one member m, uniform per call (per planning step).
+    Under vmap with an unbatched key, m is unbatched too: one dynamic slice of
+    the stacked weights and one matmul over every row of the batch."""
+    m = jax.random.randint(key, (), 0, ensemble_size)
+    params_m = jax.tree.map(lambda p: jax.lax.dynamic_index_in_dim(p, m, keepdims=False),
+                            params)
+    d = delta(params_m, scales, s, a)  # [N, obs]
+    return s + scales.delta.mean + scales.delta.std * d
+
+  def predict_per_sample(params, scales, key, s, a):
     """The N rows form E equal groups (row i in group i // (N / E)); group g
     goes through member (g + c) mod E, c drawn uniformly per call (per
     planning step). So every row's member is uniform and independent from
@@ -119,4 +142,5 @@ def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
     d = jnp.roll(d, -c, axis=0).reshape(n, obs_size)
     return s + scales.delta.mean + scales.delta.std * d  # back to units of s
 
+  predict = predict_per_step if branching == "per_step" else predict_per_sample
   return Ensemble(init, delta, predict)

@@ -73,10 +73,12 @@ def rollout_returns(key, model: Model, s0, actions, gamma):
   return ret + disc * alive * model.terminal_value(s_h, actions[:, horizon])
 
 
-def _iteration(key, s0, plan, model, num_samples, temperature, noise_var,
+def _iteration(key, model_key, s0, plan, model, num_samples, temperature, noise_var,
                gamma, prior, action_low, action_high):
   """One MPPI update of `plan` [H+1, act]; returns (new plan, (value, ess))."""
   k_noise, k_roll = jax.random.split(key)
+  if model_key is not None:
+    k_roll = model_key
   h1, act = plan.shape
   eps = jnp.sqrt(noise_var) * jax.random.normal(k_noise, (num_samples, h1, act))
   actions = plan + eps  # [N, H+1, act]
@@ -117,19 +119,26 @@ def _iteration(key, s0, plan, model, num_samples, temperature, noise_var,
 
 def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
          temperature, noise_var, gamma, prior: str = "gaussian",
-         action_low=-jnp.inf, action_high=jnp.inf) -> MPPIResult:
+         action_low=-jnp.inf, action_high=jnp.inf, model_key=None) -> MPPIResult:
   """Algorithm 1: `iterations` MPPI updates of `plan` at state `s0`.
 
   s0 [obs], plan [H+1, act]. temperature (lambda), noise_var (Sigma = var * I)
   and gamma may be traced arrays (swept under vmap); num_samples, iterations
   and prior are static. The value is that of the last iteration, estimated
   from samples around the plan it started from.
-  """
 
-  def body(plan, k):
-    return _iteration(k, s0, plan, model, num_samples, temperature, noise_var,
+  model_key: if given, the key of the model's own draws (an ensemble's member
+  per step), split per iteration; otherwise they come from `key`. Pass one
+  model_key to every state of a vmapped batch to share those draws across it.
+  """
+  keys = jax.random.split(key, iterations)
+  model_keys = None if model_key is None else jax.random.split(model_key, iterations)
+
+  def body(plan, ks):
+    k, mk = ks
+    return _iteration(k, mk, s0, plan, model, num_samples, temperature, noise_var,
                       gamma, prior, action_low, action_high)
 
-  plan, (values, ess) = jax.lax.scan(body, plan, jax.random.split(key, iterations),
+  plan, (values, ess) = jax.lax.scan(body, plan, (keys, model_keys),
                                      unroll=iterations <= 2)
   return MPPIResult(plan, jnp.clip(plan[0], action_low, action_high), values[-1], ess[-1])

@@ -62,7 +62,8 @@ def parts(config: Config) -> Parts:
   environment = envs.make(config.env, config.frame_skip)
   obs, act = environment.obs_size, environment.action_size
   q = networks.make_q(obs, act, config.hidden_sizes)
-  ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size)
+  ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
+                                    config.branching)
   optimiser = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
   return Parts(environment, q, ensemble, optimiser)
 
@@ -119,15 +120,16 @@ def planner_model(config: Config, dyn_params, scales, q_params) -> planner.Model
 
 
 def plan(state: TrainState, key, obs, warm_start, q_params, *, num_samples,
-         iterations=1) -> planner.MPPIResult:
-  """MPPI at `obs` [obs] from `warm_start` [H+1, act] with the run's models."""
+         iterations=1, model_key=None) -> planner.MPPIResult:
+  """MPPI at `obs` [obs] from `warm_start` [H+1, act] with the run's models.
+  model_key: see `planner.mppi` (shared ensemble draws across a batch)."""
   c, h = state.config, state.hparams
   env = parts(c).environment
   return planner.mppi(
       key, obs, warm_start, planner_model(c, state.dyn_params, state.scales, q_params),
       num_samples=num_samples, iterations=iterations, temperature=h.temperature,
       noise_var=h.noise_var, gamma=h.gamma, prior=c.prior,
-      action_low=env.action_low, action_high=env.action_high)
+      action_low=env.action_low, action_high=env.action_high, model_key=model_key)
 
 
 def _tree_where(cond, a, b):
@@ -158,9 +160,11 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   idx = replay.sample(buffer, k_idx, (c.batch_size,))  # [B]
   batch = replay.get(buffer, idx)
   warm = batch.plan if c.warm_start else jnp.zeros_like(batch.plan)
+  # "per_step" branching: one member per imagined step for the whole batch.
+  k_branch = jax.random.fold_in(k_target, 1) if c.branching == "per_step" else None
   targets = jax.vmap(lambda k, s, u: plan(
       state, k, s, u, state.q_target, num_samples=c.target_samples,
-      iterations=c.target_iterations))(
+      iterations=c.target_iterations, model_key=k_branch))(
           jax.random.split(k_target, c.batch_size), batch.next_obs, warm)
   y = losses.soft_bellman_target(batch.reward, batch.terminated, targets.value, h.gamma)
   (q_loss, q_pred), q_grad = jax.value_and_grad(
