@@ -42,6 +42,16 @@ def with_value(state: sj.TrainState, param: str, value) -> sj.TrainState:
   return state.replace(hparams=state.hparams.replace(**{param: jnp.asarray(value, jnp.float32)}))
 
 
+def runs(values, seeds: int, seed: int):
+  """The sweep's runs, value-major: run i has value i // seeds and seed
+  i % seeds, so results reshape to [len(values), seeds]. Returns the run
+  keys [runs, 2] (seed j's key is the same for every value) and values [runs]."""
+  keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
+  keys = jnp.tile(keys, (len(values), 1))
+  swept = jnp.repeat(jnp.asarray(values, jnp.float32), seeds)
+  return keys, swept
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -64,9 +74,7 @@ def main(argv):
   print(f"sweep {FLAGS.param} over {values} x {FLAGS.seeds} seeds = {n_runs} runs in one "
         f"program, {config.total_steps} steps each", flush=True)
 
-  keys = jax.random.split(jax.random.PRNGKey(FLAGS.seed), FLAGS.seeds)
-  keys = jnp.tile(keys, (len(values), 1))  # run i: value i // seeds, seed i % seeds
-  swept = jnp.repeat(jnp.asarray(values, jnp.float32), FLAGS.seeds)
+  keys, swept = runs(values, FLAGS.seeds, FLAGS.seed)
   init = jax.vmap(lambda k, v: with_value(sj.init(config, k), FLAGS.param, v))
   state = jax.jit(init)(keys, swept)
   chunk = min(config.chunk_steps, config.total_steps)

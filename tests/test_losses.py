@@ -17,12 +17,20 @@ def test_soft_bellman_target_and_truncation():
 
 
 def test_q_loss_is_mse_to_target():
+  """Against the network written out in numpy: Q = W1 silu(W0 [s, a] + b0) + b1,
+  loss = mean((Q - y)^2). Not against q_loss's own prediction."""
   q = networks.make_q(3, 1, (8,))
   params = q.init(jax.random.PRNGKey(0))
-  s, a = jnp.ones((5, 3)), jnp.zeros((5, 1))
-  y = jnp.arange(5.0)
-  loss, pred = losses.q_loss(q.apply, params, s, a, y)
-  np.testing.assert_allclose(loss, np.mean((np.asarray(pred) - np.arange(5.0)) ** 2), rtol=1e-6)
+  s = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (5, 3)))
+  a = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (5, 1)))
+  y = np.arange(5.0)
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params["params"])
+  x = np.concatenate([s, a], axis=1) @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+  hidden = x / (1.0 + np.exp(-x))  # silu
+  q_np = (hidden @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"])[:, 0]
+  loss, pred = losses.q_loss(q.apply, params, jnp.asarray(s), jnp.asarray(a), jnp.asarray(y))
+  np.testing.assert_allclose(pred, q_np, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(loss, np.mean((q_np - y) ** 2), rtol=1e-5)
 
 
 def _scales(key, size):

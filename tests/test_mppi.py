@@ -116,8 +116,14 @@ def test_gaussian_prior_terms_are_discounted(gamma):
 def test_uniform_prior_matches_quadrature():
   """H = 0, one action in [-1, 1], terminal Q(a) = -k (a - c)^2: V is
   lam * log((1/2) int exp(-k (a - c)^2 / lam) da) and the optimal mean is
-  that of the truncated density; both by quadrature."""
-  k, c, lam, var = 2.0, 0.8, 0.3, 0.4
+  that of the truncated density; both by quadrature. The tolerance is a
+  fifth of the distance to what a missing or sign-flipped importance
+  correction would give (the sampler's density q(a) times, or squared
+  times, the right one): mean 0.648 or 0.607 for 0.691, V -0.499 or -0.583
+  for -0.400. Planted bugs seen to fail it: `correction` dropped; its sign
+  flipped."""
+  k, c, lam, var, u = 2.0, 0.8, 0.3, 0.4, 0.2
+  tol = 3e-3
   model = Model(lambda key, s, a: s, lambda s, a, s2: jnp.zeros(()),
                 lambda s, a, s2: jnp.zeros(()),
                 lambda s, a: -k * (a[:, 0] - c) ** 2)
@@ -125,12 +131,22 @@ def test_uniform_prior_matches_quadrature():
   dens = np.exp(-k * (grid - c) ** 2 / lam)
   value_star = lam * math.log(np.trapezoid(dens, grid) / 2.0)
   mean_star = np.trapezoid(grid * dens, grid) / np.trapezoid(dens, grid)
+  q = np.exp(-(grid - u) ** 2 / (2 * var)) / math.sqrt(2 * math.pi * var)
+  log_constant = -0.5 * math.log(2 * math.pi * var) + math.log(2.0)
+  for power in (1, 2):  # correction missing, sign-flipped
+    wrong = dens * q**power
+    wrong_mean = np.trapezoid(grid * wrong, grid) / np.trapezoid(wrong, grid)
+    # V = lam log E_q[1_box exp(-cost / lam)] - constant, where the wrong
+    # exp(-cost / lam) is exp(Q / lam) (q(a) sqrt(2 pi var))^(power - 1).
+    wrong_value = lam * math.log(np.trapezoid(wrong * math.sqrt(2 * math.pi * var) ** (power - 1),
+                                              grid)) - lam * log_constant
+    assert abs(wrong_mean - mean_star) > 5 * tol and abs(wrong_value - value_star) > 5 * tol
   res = jax.jit(jax.vmap(lambda key: planner.mppi(
-      key, jnp.zeros(1), jnp.array([[0.2]]), model, num_samples=65536,
+      key, jnp.zeros(1), jnp.array([[u]]), model, num_samples=65536,
       temperature=lam, noise_var=var, gamma=0.99, prior="uniform",
       action_low=-1.0, action_high=1.0)))(jax.random.split(jax.random.PRNGKey(3), 8))
-  np.testing.assert_allclose(np.mean(res.value), value_star, atol=3e-3)
-  np.testing.assert_allclose(np.mean(res.plan[:, 0, 0]), mean_star, atol=3e-3)
+  np.testing.assert_allclose(np.mean(res.value), value_star, atol=tol)
+  np.testing.assert_allclose(np.mean(res.plan[:, 0, 0]), mean_star, atol=tol)
   assert np.all(np.abs(res.action) <= 1.0)
 
 

@@ -41,6 +41,21 @@ def test_with_value_sets_the_leaf_per_run(sweep_module, param):
     np.testing.assert_allclose(g, values)
 
 
+def test_runs_are_value_major_with_the_same_seeds_per_value(sweep_module):
+  """3 values x 4 seeds: reshaped to [value, seed] as the summary is, row v
+  holds value v in every run and the 4 seed keys in order, the same for every
+  value. Planted bug seen to fail it: keys repeated and values tiled (the
+  seed-major layout) while the summary reshapes value-major."""
+  values, seeds = [0.1, 0.2, 0.3], 4
+  keys, swept = sweep_module.runs(values, seeds, 7)
+  assert keys.shape == (12, 2) and swept.shape == (12,)
+  seed_keys = np.asarray(jax.random.split(jax.random.PRNGKey(7), seeds))
+  by_value = np.asarray(swept).reshape(len(values), seeds)
+  np.testing.assert_allclose(by_value, np.repeat(np.array(values, np.float32)[:, None], seeds, 1))
+  np.testing.assert_array_equal(np.asarray(keys).reshape(len(values), seeds, 2),
+                                np.broadcast_to(seed_keys, (len(values), seeds, 2)))
+
+
 @pytest.mark.parametrize("args,words", [
     (["--param=horizon"], "error: param='horizon' is invalid; allowed: temperature, noise_var, "
                           "gamma, tau, learning_rate."),
@@ -58,12 +73,12 @@ def test_sweep_rejects_bad_input_in_one_line(args, words, tmp_path):
 
 def test_sweep_writes_summary_and_plot(tmp_path):
   out = subprocess.run([sys.executable, SWEEP, "--param=temperature", "--values=0.1,1",
-                        "--seeds=1", *TINY, f"--out_dir={tmp_path}/run"],
+                        "--seeds=2", *TINY, f"--out_dir={tmp_path}/run"],
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   summary = json.load(open(f"{tmp_path}/run/summary.json"))
   assert summary["values"] == [0.1, 1.0]
-  assert np.shape(summary["final_returns"]) == (2, 1)
+  assert np.shape(summary["final_returns"]) == (2, 2)
   assert open(f"{tmp_path}/run/returns.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 

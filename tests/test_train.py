@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import smpc_jax as sj
+from conftest import assert_trees_equal
 from smpc_jax import planner, replay
 
 SMALL = sj.preset("idp", total_steps=400, num_samples=16, target_samples=8,
@@ -36,7 +37,7 @@ def test_train_step_is_pure_and_seeds_differ(state0):
   key = jax.random.PRNGKey(7)
   a, _ = step(state0, key)
   b, _ = step(state0, key)
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert_trees_equal(a, b)  # NaN in both would not pass
   c, _ = step(state0, jax.random.PRNGKey(8))
   assert not np.array_equal(a.env_state.obs, c.env_state.obs)
   # vmapped runs from different keys are different runs.
@@ -50,7 +51,7 @@ def test_step_stores_transition_and_polyak_every_second_step(state0):
   step = jax.jit(sj.train_step)
   s1, _ = step(state0, jax.random.PRNGKey(1))
   # Step 1: the target network has not moved.
-  jax.tree.map(np.testing.assert_array_equal, s1.q_target, state0.q_target)
+  assert_trees_equal(s1.q_target, state0.q_target)
   row = replay.get(s1.buffer, 0)
   np.testing.assert_array_equal(row.obs, state0.env_state.obs)
   np.testing.assert_array_equal(row.next_obs, s1.env_state.obs)

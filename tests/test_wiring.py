@@ -1,0 +1,593 @@
+"""How `train_step` wires the planner, losses, buffer, ensemble and envs
+together (Algorithm 2), and the planner pieces it relies on (Algorithm 1).
+
+Each test fails under the plausible mistake its docstring names: that bug was
+planted in the library by hand, the test seen to fail, and the code restored.
+
+The step runs on states built by hand from one `init` (tiny networks, a
+16-row buffer), with inputs whose right outputs can be computed without the
+step: a target Q that ignores the action and a zero warm start (with H = 0 the
+target value is then that Q at s', exactly); rows whose plans are far apart
+(a refined plan shows which row it came from); a warm start far outside the
+action box (the applied action is then the box's edge, so the env's own
+rollout gives the true s'). Nothing in the library is patched.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import smpc_jax as sj
+from conftest import assert_trees_equal
+from smpc_jax import losses, networks, planner, replay
+from smpc_jax.planner import Model
+from smpc_jax.train import parts
+
+# H = 0 and a batch of one: the target value is the target Q at s', and the
+# one sampled row shows itself by its refined plan.
+H0 = sj.preset("idp", total_steps=16, episode_length=5, horizon=0, num_samples=8,
+               target_samples=4, ensemble_size=2, hidden_sizes=(8,), batch_size=1,
+               chunk_steps=16, eval_episodes=2)
+H2 = H0.replace(horizon=2, batch_size=4)  # plans of 3 actions, batches of 4
+C = H0.capacity  # 16 buffer rows
+GAMMA = 0.5  # the run's discount leaf; the config says 0.99
+EDGE = 100.0  # a warm start this far outside the box: the applied action is the box's edge
+ROLLOUT = 60  # env steps of the reference rollouts
+
+
+@pytest.fixture(scope="module")
+def env():
+  return parts(H0).environment
+
+
+@pytest.fixture(scope="module")
+def step():
+  return jax.jit(sj.train_step)
+
+
+@pytest.fixture(scope="module")
+def h0():
+  return jax.jit(sj.init, static_argnums=0)(H0, jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def h2(h0, env):
+  """`h0` with the H2 config: plans of H + 1 = 3 actions (no second init)."""
+  act = env.action_size
+  data = h0.buffer.data._replace(plan=jnp.zeros((C, H2.horizon + 1, act)))
+  return h0.replace(config=H2, plan=jnp.zeros((H2.horizon + 1, act)),
+                    buffer=h0.buffer.replace(data=data))
+
+
+@pytest.fixture(scope="module")
+def rollout(env):
+  """(key, action) -> (reset state, the ROLLOUT states that follow it), the
+  env's own steps at a constant action, run on to the end after termination."""
+  def run(key, action):
+    s0 = env.env.reset(key)
+
+    def body(s, _):
+      s = env.env.step(s, jnp.full((env.action_size,), action))
+      return s, s
+
+    return s0, jax.lax.scan(body, s0, None, length=ROLLOUT)[1]
+
+  return jax.jit(run)
+
+
+@pytest.fixture(scope="module")
+def edge_episode(rollout, env):
+  """An episode pushed at the box's top edge: states[i] is the state after i
+  steps, traj[i] the env's step from states[i]; the step from states[T]
+  terminates, the steps before it do not."""
+  s0, traj = rollout(jax.random.PRNGKey(42), env.action_high)
+  done = np.asarray(traj.done) > 0
+  assert done.any()
+  t = int(np.argmax(done))
+  assert t >= 3, t
+  states = [s0] + [jax.tree.map(lambda x, i=i: x[i], traj) for i in range(t)]
+  return states, traj, t
+
+
+def _at(tree, i):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _q_ignoring_action(q_params, obs_size):
+  """The same network with zero weights on the action inputs: Q(s, a) = f(s)."""
+  p = q_params["params"]
+  first = dict(p["Dense_0"], kernel=p["Dense_0"]["kernel"].at[obs_size:].set(0.0))
+  return {"params": dict(p, Dense_0=first)}
+
+
+def _unit_scales(obs_size):
+  """Running statistics of mean 0 and std 1: the ensemble's raw outputs."""
+  unit = networks.RunningStats(jnp.ones(()), jnp.zeros(obs_size), jnp.ones(obs_size))
+  return networks.Scales(unit, unit)
+
+
+def _rows(key, env, h1, *, reward, terminated, plans=None, next_obs=None):
+  """C hand-made transitions; obs and actions random."""
+  k1, k2, k3 = jax.random.split(key, 3)
+  if next_obs is None:
+    next_obs = jax.random.normal(k3, (C, env.obs_size))
+  if plans is None:
+    plans = jnp.zeros((C, h1, env.action_size))
+  return replay.Transition(
+      obs=jax.random.normal(k1, (C, env.obs_size)),
+      action=jax.random.uniform(k2, (C, env.action_size), minval=-1.0, maxval=1.0),
+      reward=jnp.broadcast_to(jnp.asarray(reward, jnp.float32), (C,)),
+      next_obs=jnp.broadcast_to(next_obs, (C, env.obs_size)),
+      terminated=jnp.broadcast_to(jnp.asarray(terminated, jnp.float32), (C,)),
+      plan=plans)
+
+
+CURSOR = 5  # the row the step's own transition overwrites in a full buffer
+
+
+def _full(state, rows):
+  return state.replace(buffer=replay.ReplayState(
+      rows, jnp.asarray(CURSOR, jnp.int32), jnp.asarray(C, jnp.int32)))
+
+
+def _empty(state):
+  """The step's own transition will be the buffer's only row (row 0)."""
+  return state.replace(buffer=state.buffer.replace(cursor=jnp.zeros((), jnp.int32),
+                                                   size=jnp.zeros((), jnp.int32)))
+
+
+def _keys(seed, n):
+  return list(jax.random.split(jax.random.PRNGKey(seed), n))
+
+
+# --- 1. The Bellman target as the step assembles it ---------------------------
+
+def _bellman_state(h0, env, rows):
+  """h0 with `rows`, a target Q that ignores the action (and differs from
+  the online Q) and the discount leaf GAMMA."""
+  q_target = _q_ignoring_action(parts(H0).q.init(jax.random.PRNGKey(5)), env.obs_size)
+  return _full(h0, rows).replace(
+      q_target=q_target, hparams=h0.hparams.replace(gamma=jnp.float32(GAMMA)))
+
+
+def test_bellman_target_uses_stored_row_target_net_and_run_gamma(step, h0, env):
+  """H = 0, a batch of one, zero warm starts and a target Q that ignores the
+  action: V_MPPI(s') is Q_target(s') exactly, so y = r + (1 - terminated) *
+  GAMMA * Q_target(s') of the sampled row, which its refined plan reveals.
+  Rows alternate terminated 0 and 1, and have distinct rewards.
+
+  Planted bugs seen to fail it: y from `next_env.reward` (this step's reward)
+  instead of the row's; targets planned at `batch.obs` (s) instead of
+  `batch.next_obs`; targets with `state.q_params` instead of `state.q_target`;
+  `c.gamma` instead of the leaf `h.gamma`; `(1 - terminated)` dropped."""
+  rows = _rows(jax.random.PRNGKey(6), env, 1, reward=1.0 + 1.5 * jnp.arange(C),
+               terminated=jnp.tile(jnp.array([0.0, 1.0]), C // 2))
+  state = _bellman_state(h0, env, rows)
+  q = parts(H0).q
+  seen = set()
+  for key in _keys(10, 8):
+    new, m = step(state, key)
+    changed = np.flatnonzero(np.any(
+        np.asarray(new.buffer.data.plan != state.buffer.data.plan), axis=(1, 2)))
+    assert changed.size == 1, changed  # the batch of one, by its refined plan
+    row = replay.get(new.buffer, int(changed[0]))  # as stored (the step's own at CURSOR)
+    v = q.apply(state.q_target, row.next_obs, jnp.zeros(env.action_size))
+    y = row.reward + (1.0 - row.terminated) * GAMMA * v
+    np.testing.assert_allclose(m["target_mean"], y, rtol=1e-5, atol=1e-5)
+    seen.add(float(row.terminated))
+  assert seen == {0.0, 1.0}  # both kinds of row were checked
+
+
+def test_target_planner_starts_from_zeros_without_warm_start(step, h0, env):
+  """warm_start=False: the stored plans (here 1..16, far from zero) are not
+  used and not rewritten. Every stored row has the same (r, s', terminated=0),
+  so y is that row's r + GAMMA * Q_target(s') exactly, or the step's own
+  transition's y when that row is drawn.
+
+  Planted bugs seen to fail it: the target planner warm-started from
+  `batch.plan` regardless of `warm_start`; refined plans written back
+  regardless of `warm_start`."""
+  s1 = jax.random.normal(jax.random.PRNGKey(7), (env.obs_size,))
+  plans = 1.0 + jnp.arange(C, dtype=jnp.float32)[:, None, None] * jnp.ones((1, 1, env.action_size))
+  rows = _rows(jax.random.PRNGKey(8), env, 1, reward=2.0, terminated=0.0, plans=plans,
+               next_obs=s1)
+  state = _bellman_state(h0, env, rows).replace(config=H0.replace(warm_start=False))
+  q = parts(H0).q
+  f = lambda s: q.apply(state.q_target, s, jnp.zeros(env.action_size))
+  y_stored = 2.0 + GAMMA * f(s1)
+  stored_drawn = 0
+  for key in _keys(11, 6):
+    new, m = step(state, key)
+    own = replay.get(new.buffer, CURSOR)
+    y_own = own.reward + (1.0 - own.terminated) * GAMMA * f(own.next_obs)
+    others = np.arange(C) != CURSOR
+    np.testing.assert_array_equal(new.buffer.data.plan[others], state.buffer.data.plan[others])
+    hit = [np.isclose(m["target_mean"], y, rtol=1e-5, atol=1e-5) for y in (y_stored, y_own)]
+    assert any(hit), (m["target_mean"], y_stored, y_own)
+    stored_drawn += int(hit[0])
+  assert stored_drawn >= 1  # a row with a nonzero stored plan was drawn
+
+
+# --- 3. The warm-start loop (Algorithm 2, lines 6-14) --------------------------
+
+def test_warm_start_loop_stores_the_shifted_plan_and_refines_it_in_place(step, h2, env):
+  """Row i's stored plan is 2 (i - 7.5) everywhere (rows 2 apart); with
+  noise_var 0.01 a refinement moves a plan by well under 0.5. After a step:
+  the carried plan is the online plan for s' shifted (last action 0, the
+  others within 0.5 of the warm start's later actions, and moved); the step's
+  own row holds that plan (exactly, when not drawn); every other row is either
+  unchanged or refined from its own stored plan; at least one row changed.
+
+  Planted bugs seen to fail it: the plan not shifted (`next_plan =
+  online.plan`); the old warm start shifted (`planner.shift(state.plan)`);
+  the target planner warm-started from zeros or from `state.plan`; refined
+  plans written to `jnp.arange(B)` instead of the sampled rows; `batch.plan`
+  written back instead of the refined plans; no write-back."""
+  act = env.action_size
+  h1 = H2.horizon + 1
+  plans = 2.0 * (jnp.arange(C, dtype=jnp.float32) - 7.5)[:, None, None] * jnp.ones((1, h1, act))
+  rows = _rows(jax.random.PRNGKey(9), env, h1, reward=1.0, terminated=0.0, plans=plans)
+  warm = jnp.array([-0.8, 0.8, -0.2])[:, None] * jnp.ones((1, act))
+  state = _full(h2, rows).replace(
+      plan=warm, hparams=h2.hparams.replace(noise_var=jnp.float32(0.01)))
+  own_exact = []
+  for key in _keys(12, 6):
+    new, _ = step(state, key)
+    carried = np.asarray(new.plan)
+    np.testing.assert_array_equal(carried[-1], 0.0)
+    moved = np.abs(carried[:-1] - np.asarray(warm[1:]))
+    assert 0.0 < moved.max() < 0.5, moved
+    before = np.asarray(state.buffer.data.plan).copy()
+    before[CURSOR] = carried  # the step's own row, as stored
+    diff = np.abs(np.asarray(new.buffer.data.plan) - before).max(axis=(1, 2))  # [C]
+    assert np.all(diff < 0.5), diff
+    assert 1 <= np.sum(diff > 0) <= H2.batch_size, diff
+    own_exact.append(diff[CURSOR] == 0.0)
+  assert any(own_exact)
+
+
+def test_refined_plan_goes_back_to_a_row_drawn_several_times(step, h2, env):
+  """The step's own transition is the buffer's only row, so the batch of 4
+  draws it 4 times. The row must end up with one refined plan (within 0.5 of
+  its stored plan, about [0.8, 0.8, 0]), not a sum of them; no other row is
+  written.
+
+  Planted bug seen to fail it: `write_plans` as `.at[idx].add(plans)`, which
+  adds up duplicated indices."""
+  warm = jnp.full((H2.horizon + 1, env.action_size), 0.8)
+  state = _empty(h2).replace(plan=warm, hparams=h2.hparams.replace(noise_var=jnp.float32(0.01)))
+  for key in _keys(13, 3):
+    new, _ = step(state, key)
+    row0 = np.asarray(new.buffer.data.plan[0])
+    diff = np.abs(row0 - np.asarray(new.plan)).max()
+    assert 0.0 < diff < 0.5, (row0, new.plan)
+    np.testing.assert_array_equal(new.buffer.data.plan[1:], 0.0)
+
+
+# --- 4. Branching over time (Algorithm 1, line 6) -----------------------------
+
+def _digit_model(branching, e):
+  """One-dimensional state; member m adds m; the reward is the change, so
+  with gamma = 1/E a return sum_t m_t E^-t spells out the members."""
+  ens = networks.make_ensemble(1, 1, (4,), e, branching)
+  params = jax.tree.map(jnp.zeros_like, ens.init(jax.random.PRNGKey(0)))
+  params["params"]["Dense_1"]["bias"] = jnp.arange(e, dtype=jnp.float32)[:, None]
+  unit = _unit_scales(1)
+  return Model(lambda k, s, a: ens.predict(params, unit, k, s, a),
+               lambda s, a, s2: s2[0] - s[0], lambda s, a, s2: jnp.zeros(()),
+               lambda s, a: jnp.zeros(s.shape[0]))
+
+
+@pytest.mark.parametrize("branching", ["per_sample", "per_step"])
+def test_each_step_draws_a_fresh_uniform_member(branching):
+  """E = 4 members that differ, N = 8 samples, H = 4 steps, 500 calls. Every
+  sample's member at every step is uniform on the members, and the member at
+  step t + 1 equals that at step t a quarter of the time (independent), not
+  always. per_step: at each step all samples share one member. per_sample:
+  each step sends N / E samples to each member.
+
+  Planted bug seen to fail it: `rollout_returns` passing the same key to
+  every step (no `jax.random.split(key, horizon)`)."""
+  e, n, h, calls = 4, 8, 4, 500
+  model = _digit_model(branching, e)
+  returns = jax.jit(jax.vmap(lambda k: planner.rollout_returns(
+      k, model, jnp.zeros(1), jnp.zeros((n, h + 1, 1)), 1.0 / e)))(
+          jax.random.split(jax.random.PRNGKey(1), calls))  # [calls, N]
+  x = np.asarray(returns, np.float64)
+  members = []
+  for _ in range(h):  # exact: the digits are powers of 1/4
+    m = np.floor(x)
+    members.append(m)
+    x = (x - m) * e
+  members = np.stack(members, -1).astype(int)  # [calls, N, H]
+  assert members.min() >= 0 and members.max() < e
+  if branching == "per_step":
+    np.testing.assert_array_equal(members, members[:, :1, :].repeat(n, 1))
+  else:
+    for c in range(calls):
+      for t in range(h):
+        np.testing.assert_array_equal(np.bincount(members[c, :, t], minlength=e), n // e)
+  for t in range(h):  # 500 calls: each share 1/4 within 0.08 (about 4 sigma)
+    share = np.bincount(members[:, :, t].ravel(), minlength=e) / (calls * n)
+    np.testing.assert_allclose(share, 1.0 / e, atol=0.08)
+  same = np.mean(members[:, :, 1:] == members[:, :, :-1])
+  assert abs(same - 1.0 / e) < 0.06, same
+
+
+def test_per_step_branching_shares_members_across_the_target_batch(step, h2, env):
+  """One stored row, drawn 4 times. Member 0 leaves the state as it is,
+  member 1 drops both poles (cos -> cos - 2): rewards and termination then
+  differ by tens between member sequences. The dynamics, the rewards and the
+  target Q ignore the action, so with one member sequence shared by the whole
+  batch ("per_step", via model_key) the 4 targets agree up to the small prior
+  term: Var(y) = q_loss - (q_mean - target_mean)^2 (one row, one Q) is near 0.
+  Across steps the shared sequence changes, so target_mean does too.
+
+  Planted bug seen to fail it: `model_key=None` for the targets (each target
+  state draws its own members)."""
+  dyn = jax.tree.map(jnp.zeros_like, h2.dyn_params)
+  drop = jnp.zeros(env.obs_size).at[3:5].set(-2.0)  # idp obs: cos th1, cos th2
+  dyn["params"]["Dense_1"]["bias"] = jnp.stack([jnp.zeros(env.obs_size), drop])
+  q_target = _q_ignoring_action(h2.q_target, env.obs_size)
+  state = _empty(h2).replace(dyn_params=dyn, scales=_unit_scales(env.obs_size),
+                             q_target=q_target)
+  means = []
+  for key in _keys(14, 8):
+    _, m = step(state, key)
+    var_y = float(m["q_loss"]) - (float(m["q_mean"]) - float(m["target_mean"])) ** 2
+    assert var_y < 0.1, var_y
+    means.append(float(m["target_mean"]))
+  assert np.ptp(means) > 5.0, means  # the members differ, and the draws do
+
+
+# --- 5. The uniform prior at Hopper's sizes -------------------------------------
+
+UH, UACT = 4, 3  # horizon and action dimensions of Hopper
+
+
+def test_uniform_prior_zero_weight_outside_the_box_in_every_dim_and_step():
+  """For each step t and dimension d: the warm start is 0.9 at (t, d), zero
+  elsewhere; the reward pays 10 * a[t, d], so samples past the edge would win
+  if they counted. The refined plan is a weighted mean of the samples; with
+  the outside ones at weight zero it stays in the box, in every coordinate.
+
+  Planted bugs seen to fail it: the box check on the first action dimension
+  only, and on the first step only."""
+  def refine(t, d):
+    model = Model(
+        lambda k, s, a: s + 1.0,  # s counts the steps
+        lambda s, a, s2: jnp.where(s[0] == t, 10.0 * a[d], 0.0),
+        lambda s, a, s2: jnp.zeros(()),
+        lambda s, a: jnp.where(s[:, 0] == UH, 10.0 * a[:, d], 0.0))
+    warm = jnp.zeros((UH + 1, UACT)).at[t, d].set(0.9)
+    return planner.mppi(jax.random.PRNGKey(0), jnp.zeros(1), warm, model, num_samples=256,
+                        temperature=0.01, noise_var=0.05, gamma=0.9, prior="uniform",
+                        action_low=-1.0, action_high=1.0).plan
+
+  ts, ds = np.meshgrid(np.arange(UH + 1), np.arange(UACT), indexing="ij")
+  plans = np.asarray(jax.jit(jax.vmap(refine))(ts.ravel(), ds.ravel()))  # [15, H+1, act]
+  assert np.all(np.abs(plans) <= 1.0), np.abs(plans).max(axis=(1, 2))
+  # The reward pulled each (t, d) to the edge: the check has something to hold back.
+  assert np.all(plans[np.arange(ts.size), ts.ravel(), ds.ravel()] > 0.9)
+
+
+def _zero_model():
+  return Model(lambda k, s, a: s, lambda s, a, s2: jnp.zeros(()),
+               lambda s, a, s2: jnp.zeros(()), lambda s, a: jnp.zeros(s.shape[0]))
+
+
+def test_uniform_prior_falls_back_when_every_sample_is_outside():
+  """Warm start 5 in a box of [-1, 1], noise 0.05: no sample is inside. All
+  count then, and the plan, action and value stay finite.
+
+  Planted bug seen to fail it: the fallback line
+  (`valid = valid | ~jnp.any(valid)`) removed: every cost inf, the plan NaN."""
+  warm = jnp.full((UH + 1, UACT), 5.0)
+  res = jax.jit(lambda k: planner.mppi(
+      k, jnp.zeros(1), warm, _zero_model(), num_samples=64, temperature=0.1, noise_var=0.05,
+      gamma=0.9, prior="uniform", action_low=-1.0, action_high=1.0))(jax.random.PRNGKey(0))
+  assert np.all(np.isfinite(res.plan)) and np.isfinite(res.value)
+  assert not np.array_equal(res.plan, warm)
+  np.testing.assert_array_equal(res.action, 1.0)
+
+
+def _uniform_zero_model_value(lam, var, g, *, discounted=True, per_dim=True):
+  """V of the zero model under the uniform prior on [-1, 1]^act, plan 0:
+  lam * sum_t [act log I_t - g^t act (log N + log 2)], with
+  I_t = int_{-1}^{1} N(e; 0, var) exp(g^t e^2 / (2 var)) de (quadrature), the
+  expected importance weight of one coordinate at step t. The flags give the
+  value of a constant without its discount or its action dimension."""
+  e = np.linspace(-1.0, 1.0, 200_001)
+  n1 = 1.0 / math.sqrt(2 * math.pi * var)
+  log_const = math.log(n1) + math.log(2.0)
+  total = 0.0
+  for t in range(UH + 1):
+    i_t = np.trapezoid(n1 * np.exp(-(1 - g**t) * e**2 / (2 * var)), e)
+    total += UACT * math.log(i_t) - (g**t if discounted else 1.0) * (UACT if per_dim else 1) * log_const
+  return lam * total
+
+
+def test_uniform_prior_value_constant_is_discounted_and_per_dimension():
+  """Zero model, plan 0, H = 4, act = 3: the value against its quadrature
+  (-0.67 here); a constant without the discount (-3.5) or without the action
+  dimension (+3.2) misses by far more than the tolerance.
+
+  Planted bugs seen to fail it: `constant` summed with weight 1 per step
+  instead of gamma^t; `log_normaliser` and `log_volume` without the factor act."""
+  lam, var, g = 1.0, 0.2, 0.8
+  right = _uniform_zero_model_value(lam, var, g)
+  for wrong in (_uniform_zero_model_value(lam, var, g, discounted=False),
+                _uniform_zero_model_value(lam, var, g, per_dim=False)):
+    assert abs(wrong - right) > 30 * 0.03
+  values = jax.jit(jax.vmap(lambda k: planner.mppi(
+      k, jnp.zeros(1), jnp.zeros((UH + 1, UACT)), _zero_model(), num_samples=65536,
+      temperature=lam, noise_var=var, gamma=g, prior="uniform", action_low=-1.0,
+      action_high=1.0).value))(jax.random.split(jax.random.PRNGKey(0), 8))
+  np.testing.assert_allclose(np.mean(values), right, atol=0.03)
+
+
+# --- 2. Dynamics learning ------------------------------------------------------
+
+def test_every_member_learns_from_its_own_batch(step, h2, env):
+  """All members start identical; the buffer's rows all differ. After one
+  step every member has moved in every leaf, and the members differ: each
+  was fitted on its own draw of rows.
+
+  Planted bugs seen to fail it: one batch of rows for all members (indices
+  of shape [B] broadcast to [E, B]); the loss of member 0 only."""
+  h1 = H2.horizon + 1
+  rows = _rows(jax.random.PRNGKey(15), env, h1, reward=1.0, terminated=0.0)
+  same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), h2.dyn_params)
+  state = _full(h2, rows).replace(dyn_params=same, scales=_unit_scales(env.obs_size))
+  new, _ = step(state, jax.random.PRNGKey(16))
+  for old_leaf, new_leaf in zip(jax.tree.leaves(state.dyn_params), jax.tree.leaves(new.dyn_params)):
+    for m in range(H2.ensemble_size):
+      assert np.any(np.asarray(new_leaf[m] != old_leaf[m]))
+  assert any(np.any(np.asarray(x[0] != x[1])) for x in jax.tree.leaves(new.dyn_params))
+
+
+def test_dynamics_fit_uses_this_steps_statistics_and_lowers_the_loss(step, h2, env, edge_episode):
+  """Every row is the step's own transition (s, edge action, s'), so every
+  member's batch is that one row repeated. The reported loss is the ensemble
+  loss with the statistics updated by (s, s') in this step, not the old ones
+  (set far off here); and one step at learning rate 0.01 lowers it.
+
+  Planted bugs seen to fail it: `state.scales` (last step's statistics) in the
+  dynamics loss; the update applied with the wrong sign."""
+  states, traj, _ = edge_episode
+  s, s_next = states[0], _at(traj, 0)
+  edge = jnp.full((env.action_size,), env.action_high)
+  h1 = H2.horizon + 1
+  rows = replay.Transition(
+      obs=jnp.broadcast_to(s.obs, (C, env.obs_size)), action=jnp.broadcast_to(edge, (C, env.action_size)),
+      reward=jnp.full((C,), s_next.reward), next_obs=jnp.broadcast_to(s_next.obs, (C, env.obs_size)),
+      terminated=jnp.zeros((C,)), plan=jnp.zeros((C, h1, env.action_size)))
+  old = networks.RunningStats(jnp.full((), 2.0), jnp.full((env.obs_size,), 0.3),
+                              jnp.full((env.obs_size,), 0.5))
+  old_scales = networks.Scales(old, old)
+  dyn_opt = h2.dyn_opt._replace(hyperparams={**h2.dyn_opt.hyperparams,
+                                             "learning_rate": jnp.float32(0.01)})
+  state = _full(h2, rows).replace(env_state=s, plan=jnp.full((h1, env.action_size), EDGE),
+                                  scales=old_scales, dyn_opt=dyn_opt)
+  new, m = step(state, jax.random.PRNGKey(17))
+  stored = replay.get(new.buffer, CURSOR)
+  np.testing.assert_array_equal(stored.action, edge)
+  fresh = networks.scales_update(old_scales, s.obs, stored.next_obs)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new.scales, fresh)
+  e = H2.ensemble_size
+  batch = lambda x: jnp.broadcast_to(x, (e, 1) + x.shape)
+  loss = lambda params, scales: float(losses.dynamics_loss(
+      parts(H2).ensemble.delta, params, scales, batch(s.obs), batch(edge), batch(s_next.obs))[0]) / e
+  before_fresh, before_old = loss(state.dyn_params, fresh), loss(state.dyn_params, old_scales)
+  assert abs(before_fresh - before_old) > 0.1 * before_fresh  # the statistics matter here
+  np.testing.assert_allclose(m["dyn_loss"], before_fresh, rtol=1e-3)
+  assert loss(new.dyn_params, fresh) < 0.9 * before_fresh
+
+
+# --- 6. Episode boundaries in the step -----------------------------------------
+
+@pytest.mark.parametrize("case", ["neither", "truncation", "termination"])
+def test_episode_boundary(case, step, h2, env, edge_episode):
+  """The step from a state of the edge episode, acting at the box's edge:
+  "neither" (two steps before the fall, not at the time limit) carries on;
+  "truncation" (same state, last step of the episode) and "termination" (the
+  state whose step falls) reset the env, the plan, the step count and the
+  return. The stored row holds the env's true s' and reward, terminated = 0
+  unless the env terminated.
+
+  Planted bugs seen to fail it: `done` stored as `terminated`; s' stored after
+  the reset; the plan carried over a reset; the env not reset; truncation one
+  step late (`episode_step > episode_length`)."""
+  states, traj, t = edge_episode
+  i = t if case == "termination" else t - 2
+  episode_step = H2.episode_length - 1 if case == "truncation" else 1
+  h1 = H2.horizon + 1
+  state = _empty(h2).replace(env_state=states[i], episode_step=jnp.int32(episode_step),
+                             episode_return=jnp.float32(3.0),
+                             plan=jnp.full((h1, env.action_size), EDGE))
+  new, m = step(state, jax.random.PRNGKey(18))
+  true_next = _at(traj, i)
+  row = replay.get(new.buffer, 0)
+  np.testing.assert_array_equal(row.obs, states[i].obs)
+  np.testing.assert_array_equal(row.action, env.action_high)
+  np.testing.assert_allclose(row.next_obs, true_next.obs, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(row.reward, true_next.reward, rtol=1e-5, atol=1e-5)
+  assert float(row.terminated) == (1.0 if case == "termination" else 0.0)
+  np.testing.assert_allclose(m["episode_return"], 3.0 + true_next.reward, rtol=1e-5)
+  if case == "neither":
+    assert not bool(m["done"])
+    np.testing.assert_allclose(new.env_state.obs, true_next.obs, rtol=1e-5, atol=1e-5)
+    assert int(new.episode_step) == episode_step + 1
+    assert float(new.episode_return) == pytest.approx(3.0 + float(true_next.reward), rel=1e-5)
+    assert np.all(np.asarray(new.plan[:-1]) > EDGE / 2) and np.all(np.asarray(new.plan[-1]) == 0.0)
+    return
+  assert bool(m["done"])
+  assert int(new.episode_step) == 0 and float(new.episode_return) == 0.0
+  np.testing.assert_array_equal(new.plan, 0.0)
+  # A fresh episode: near the reset state, far from where this one went.
+  start = np.asarray(states[0].obs)
+  to_new = np.linalg.norm(np.asarray(new.env_state.obs) - start)
+  to_next = np.linalg.norm(np.asarray(true_next.obs) - start)
+  assert to_new < 0.2 * to_next, (to_new, to_next)
+
+
+# --- 7. Evaluation ----------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [20, ROLLOUT])
+def test_evaluation_returns_stop_at_termination(length, h2, env, rollout):
+  """With noise_var 1e-14 the planner's actions are 0 to 1e-7, so an
+  evaluation episode is the env's own rollout at action 0 from the same
+  reset (evaluate's key layout: one key per episode, split into reset and
+  steps). Its return sums rewards up to and including the terminating step
+  and none after (the env pays on: idp its penalties, brax's hopper its
+  healthy reward); without termination, all `length` steps.
+  length 20: no episode falls; length 60: every episode falls (at ~36).
+
+  Planted bugs seen to fail it: rewards summed after termination (`alive`
+  ignored); the terminating step's reward dropped (alive updated first); one
+  step short (`episode_length - 1` steps)."""
+  config = H2.replace(episode_length=length)
+  state = h2.replace(config=config, hparams=h2.hparams.replace(noise_var=jnp.float32(1e-14)))
+  key = jax.random.PRNGKey(3)
+  got = np.asarray(jax.jit(lambda s, k: sj.evaluate(s, k, 2))(state, key))
+  expected, fell = [], []
+  for k in jax.random.split(key, 2):
+    k_reset, _ = jax.random.split(k)
+    _, traj = rollout(k_reset, 0.0)
+    r, d = np.asarray(traj.reward[:length]), np.asarray(traj.done[:length]) > 0
+    alive = np.concatenate([[True], ~np.logical_or.accumulate(d)[:-1]])
+    expected.append(np.sum(np.where(alive, r, 0.0)))
+    fell.append(d.any())
+  assert all(fell) if length == ROLLOUT else not any(fell), fell
+  np.testing.assert_allclose(got, expected, rtol=1e-3, atol=0.05)
+
+
+# --- 8. Numerical guards -----------------------------------------------------------
+
+def test_first_step_is_finite_from_empty_statistics(step, h2):
+  """At step 1 the running statistics have seen one transition: a variance of
+  exactly 0. The std floor keeps the dynamics loss, its gradient and the new
+  state finite.
+
+  Planted bug seen to fail it: the floor removed from `RunningStats.std`."""
+  new, m = step(h2, jax.random.PRNGKey(19))
+  for leaf in jax.tree.leaves((new, m)):
+    leaf = np.asarray(leaf)
+    if np.issubdtype(leaf.dtype, np.inexact):
+      assert np.all(np.isfinite(leaf))
+
+
+def test_tree_comparison_rejects_nan():
+  """Two trees that both hold a NaN are not equal.
+
+  Planted bug seen to fail it: `assert_trees_equal` as a bare
+  `np.testing.assert_array_equal` per leaf (which calls NaN equal to NaN)."""
+  tree = {"a": jnp.array([1.0, jnp.nan]), "b": jnp.arange(3)}
+  with pytest.raises(AssertionError):
+    assert_trees_equal(tree, tree)
+  assert_trees_equal({"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([1.0, 2.0])})
+  with pytest.raises(AssertionError):
+    assert_trees_equal({"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([1.0, 2.5])})
