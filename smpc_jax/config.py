@@ -120,8 +120,9 @@ def validate(config: Config) -> Config:
   need(len(c.hidden_sizes) >= 1 and all(
       isinstance(h, int) and h >= 1 for h in c.hidden_sizes), "hidden_sizes",
        "it must be one or more integers >= 1")
-  need(c.num_samples % c.ensemble_size == 0, "num_samples",
-       f"it must be divisible by ensemble_size={c.ensemble_size}")
-  need(c.target_samples % c.ensemble_size == 0, "target_samples",
-       f"it must be divisible by ensemble_size={c.ensemble_size}")
+  if c.branching == "per_sample":  # Samples form ensemble_size equal groups.
+    need(c.num_samples % c.ensemble_size == 0, "num_samples",
+         f"with branching='per_sample' it must be divisible by ensemble_size={c.ensemble_size}")
+    need(c.target_samples % c.ensemble_size == 0, "target_samples",
+         f"with branching='per_sample' it must be divisible by ensemble_size={c.ensemble_size}")
   return c

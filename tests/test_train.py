@@ -65,7 +65,9 @@ def test_step_stores_transition_and_polyak_every_second_step(state0):
 
 
 def test_hyperparameters_are_array_leaves_for_sweeps(state0):
-  """A vmapped sweep over temperature compiles once and the value matters."""
+  """A vmapped sweep over temperature compiles once and the value matters
+  (a nonzero warm start: the Gaussian prior's constant scales with lambda)."""
+  state0 = state0.replace(plan=jnp.full_like(state0.plan, 0.5))
   states = jax.tree.map(lambda x: jnp.stack([x, x]), state0)
   states = states.replace(hparams=states.hparams.replace(temperature=jnp.array([0.1, 10.0])))
   out, m = jax.jit(jax.vmap(sj.train_step))(states, jnp.stack([jax.random.PRNGKey(3)] * 2))
