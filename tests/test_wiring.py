@@ -28,9 +28,12 @@ from smpc_jax.train import parts
 
 # H = 0 and a batch of one: the target value is the target Q at s', and the
 # one sampled row shows itself by its refined plan.
-H0 = sj.preset("idp", total_steps=16, episode_length=5, horizon=0, num_samples=8,
+# Any env with a termination serves; brax's double pendulum compiles fastest
+# (Euler, 2 frames per step). idp: obs [x, sin th1, sin th2, cos th1, cos th2, ...].
+ENV = "idp_brax"
+H0 = sj.preset(ENV, total_steps=16, episode_length=5, horizon=0, num_samples=8,
                target_samples=4, ensemble_size=2, hidden_sizes=(8,), batch_size=1,
-               chunk_steps=16, eval_episodes=2)
+               branching="per_step", chunk_steps=16, eval_episodes=2)
 H2 = H0.replace(horizon=2, batch_size=4)  # plans of 3 actions, batches of 4
 C = H0.capacity  # 16 buffer rows
 GAMMA = 0.5  # the run's discount leaf; the config says 0.99
@@ -536,33 +539,39 @@ def test_episode_boundary(case, step, h2, env, edge_episode):
 
 # --- 7. Evaluation ----------------------------------------------------------------
 
-@pytest.mark.parametrize("length", [20, ROLLOUT])
-def test_evaluation_returns_stop_at_termination(length, h2, env, rollout):
+def test_evaluation_returns_stop_at_termination(h2, env, rollout):
   """With noise_var 1e-14 the planner's actions are 0 to 1e-7, so an
   evaluation episode is the env's own rollout at action 0 from the same
   reset (evaluate's key layout: one key per episode, split into reset and
-  steps). Its return sums rewards up to and including the terminating step
-  and none after (the env pays on: idp its penalties, brax's hopper its
-  healthy reward); without termination, all `length` steps.
-  length 20: no episode falls; length 60: every episode falls (at ~36).
+  steps). Its return sums the rewards up to and including the terminating
+  step and none after (the env pays on: idp its penalties, brax's hopper its
+  healthy reward); without termination, those of all `episode_length` steps.
+  Both episodes fall within ROLLOUT steps (idp_brax: ~36); evaluated with
+  episode_length ROLLOUT they terminate, with half the earliest fall they
+  run full length.
 
   Planted bugs seen to fail it: rewards summed after termination (`alive`
   ignored); the terminating step's reward dropped (alive updated first); one
   step short (`episode_length - 1` steps)."""
-  config = H2.replace(episode_length=length)
-  state = h2.replace(config=config, hparams=h2.hparams.replace(noise_var=jnp.float32(1e-14)))
   key = jax.random.PRNGKey(3)
-  got = np.asarray(jax.jit(lambda s, k: sj.evaluate(s, k, 2))(state, key))
-  expected, fell = [], []
+  rewards, dones = [], []
   for k in jax.random.split(key, 2):
     k_reset, _ = jax.random.split(k)
     _, traj = rollout(k_reset, 0.0)
-    r, d = np.asarray(traj.reward[:length]), np.asarray(traj.done[:length]) > 0
-    alive = np.concatenate([[True], ~np.logical_or.accumulate(d)[:-1]])
-    expected.append(np.sum(np.where(alive, r, 0.0)))
-    fell.append(d.any())
-  assert all(fell) if length == ROLLOUT else not any(fell), fell
-  np.testing.assert_allclose(got, expected, rtol=1e-3, atol=0.05)
+    rewards.append(np.asarray(traj.reward))
+    dones.append(np.asarray(traj.done) > 0)
+  assert all(d.any() for d in dones)
+  short = max(1, min(int(np.argmax(d)) for d in dones) // 2)
+  for length in (short, ROLLOUT):
+    state = h2.replace(config=H2.replace(episode_length=length),
+                       hparams=h2.hparams.replace(noise_var=jnp.float32(1e-14)))
+    got = np.asarray(jax.jit(lambda s, k: sj.evaluate(s, k, 2))(state, key))
+    expected = []
+    for r, d in zip(rewards, dones):
+      r, d = r[:length], d[:length]
+      alive = np.concatenate([[True], ~np.logical_or.accumulate(d)[:-1]])
+      expected.append(np.sum(np.where(alive, r, 0.0)))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=0.05, err_msg=f"length {length}")
 
 
 # --- 8. Numerical guards -----------------------------------------------------------
