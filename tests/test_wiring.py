@@ -1,8 +1,9 @@
 """How `train_step` wires the planner, losses, buffer, ensemble and envs
 together (Algorithm 2), and the planner pieces it relies on (Algorithm 1).
 
-Each test fails under the plausible mistake its docstring names: that bug was
-planted in the library by hand, the test seen to fail, and the code restored.
+Each test names the plausible mistakes it guards. Those marked "seen" were
+planted in the library one at a time, the test seen to fail, and the code
+restored; the others are aimed at but were not yet planted.
 
 The step runs on states built by hand from one `init` (tiny networks, a
 16-row buffer), with inputs whose right outputs can be computed without the
@@ -162,10 +163,10 @@ def test_bellman_target_uses_stored_row_target_net_and_run_gamma(step, h0, env):
   GAMMA * Q_target(s') of the sampled row, which its refined plan reveals.
   Rows alternate terminated 0 and 1, and have distinct rewards.
 
-  Planted bugs seen to fail it: y from `next_env.reward` (this step's reward)
-  instead of the row's; targets planned at `batch.obs` (s) instead of
-  `batch.next_obs`; targets with `state.q_params` instead of `state.q_target`;
-  `c.gamma` instead of the leaf `h.gamma`; `(1 - terminated)` dropped."""
+  Planted bugs seen to fail it: targets planned at `batch.obs` (s) instead
+  of `batch.next_obs`; `c.gamma` instead of the leaf `h.gamma`. Also aimed
+  at (not planted yet): y from `next_env.reward` instead of the row's;
+  `state.q_params` instead of `state.q_target`; `(1 - terminated)` dropped."""
   rows = _rows(jax.random.PRNGKey(6), env, 1, reward=1.0 + 1.5 * jnp.arange(C),
                terminated=jnp.tile(jnp.array([0.0, 1.0]), C // 2))
   state = _bellman_state(h0, env, rows)
@@ -190,9 +191,9 @@ def test_target_planner_starts_from_zeros_without_warm_start(step, h0, env):
   so y is that row's r + GAMMA * Q_target(s') exactly, or the step's own
   transition's y when that row is drawn.
 
-  Planted bugs seen to fail it: the target planner warm-started from
-  `batch.plan` regardless of `warm_start`; refined plans written back
-  regardless of `warm_start`."""
+  Planted bug seen to fail it: the target planner warm-started from
+  `batch.plan` regardless of `warm_start`. Also aimed at (not planted yet):
+  refined plans written back regardless of `warm_start`."""
   s1 = jax.random.normal(jax.random.PRNGKey(7), (env.obs_size,))
   plans = 1.0 + jnp.arange(C, dtype=jnp.float32)[:, None, None] * jnp.ones((1, 1, env.action_size))
   rows = _rows(jax.random.PRNGKey(8), env, 1, reward=2.0, terminated=0.0, plans=plans,
@@ -224,11 +225,11 @@ def test_warm_start_loop_stores_the_shifted_plan_and_refines_it_in_place(step, h
   own row holds that plan (exactly, when not drawn); every other row is either
   unchanged or refined from its own stored plan; at least one row changed.
 
-  Planted bugs seen to fail it: the plan not shifted (`next_plan =
-  online.plan`); the old warm start shifted (`planner.shift(state.plan)`);
-  the target planner warm-started from zeros or from `state.plan`; refined
-  plans written to `jnp.arange(B)` instead of the sampled rows; `batch.plan`
-  written back instead of the refined plans; no write-back."""
+  Planted bugs seen to fail it: the old warm start shifted
+  (`planner.shift(state.plan)`); refined plans written to `jnp.arange(B)`
+  instead of the sampled rows. Also aimed at (not planted yet): the plan not
+  shifted; the target planner warm-started from zeros or from `state.plan`;
+  `batch.plan` written back instead of the refined plans; no write-back."""
   act = env.action_size
   h1 = H2.horizon + 1
   plans = 2.0 * (jnp.arange(C, dtype=jnp.float32) - 7.5)[:, None, None] * jnp.ones((1, h1, act))
@@ -358,7 +359,7 @@ def test_uniform_prior_zero_weight_outside_the_box_in_every_dim_and_step():
   the outside ones at weight zero it stays in the box, in every coordinate.
 
   Planted bugs seen to fail it: the box check on the first action dimension
-  only, and on the first step only."""
+  only; on the first step only."""
   def refine(t, d):
     model = Model(
         lambda k, s, a: s + 1.0,  # s counts the steps
@@ -439,8 +440,9 @@ def test_every_member_learns_from_its_own_batch(step, h2, env):
   step every member has moved in every leaf, and the members differ: each
   was fitted on its own draw of rows.
 
-  Planted bugs seen to fail it: one batch of rows for all members (indices
-  of shape [B] broadcast to [E, B]); the loss of member 0 only."""
+  Planted bug seen to fail it: one batch of rows for all members (indices
+  of shape [B] broadcast to [E, B]). Also aimed at (not planted yet): the
+  loss of member 0 only."""
   h1 = H2.horizon + 1
   rows = _rows(jax.random.PRNGKey(15), env, h1, reward=1.0, terminated=0.0)
   same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), h2.dyn_params)
@@ -458,8 +460,9 @@ def test_dynamics_fit_uses_this_steps_statistics_and_lowers_the_loss(step, h2, e
   loss with the statistics updated by (s, s') in this step, not the old ones
   (set far off here); and one step at learning rate 0.01 lowers it.
 
-  Planted bugs seen to fail it: `state.scales` (last step's statistics) in the
-  dynamics loss; the update applied with the wrong sign."""
+  Planted bug seen to fail it: `state.scales` (last step's statistics) in the
+  dynamics loss. Also aimed at (not planted yet): the update applied with the
+  wrong sign."""
   states, traj, _ = edge_episode
   s, s_next = states[0], _at(traj, 0)
   edge = jnp.full((env.action_size,), env.action_high)
@@ -501,9 +504,10 @@ def test_episode_boundary(case, step, h2, env, edge_episode):
   return. The stored row holds the env's true s' and reward, terminated = 0
   unless the env terminated.
 
-  Planted bugs seen to fail it: `done` stored as `terminated`; s' stored after
-  the reset; the plan carried over a reset; the env not reset; truncation one
-  step late (`episode_step > episode_length`)."""
+  Planted bug seen to fail it ("truncation"): `done` stored as `terminated`.
+  Also aimed at (not planted yet): s' stored after the reset; the plan
+  carried over a reset; the env not reset; truncation one step late
+  (`episode_step > episode_length`)."""
   states, traj, t = edge_episode
   i = t if case == "termination" else t - 2
   episode_step = H2.episode_length - 1 if case == "truncation" else 1
@@ -550,9 +554,9 @@ def test_evaluation_returns_stop_at_termination(h2, env, rollout):
   episode_length ROLLOUT they terminate, with half the earliest fall they
   run full length.
 
-  Planted bugs seen to fail it: rewards summed after termination (`alive`
-  ignored); the terminating step's reward dropped (alive updated first); one
-  step short (`episode_length - 1` steps)."""
+  Planted bug seen to fail it: rewards summed after termination (`alive`
+  ignored). Also aimed at (not planted yet): the terminating step's reward
+  dropped (alive updated first); one step short (`episode_length - 1`)."""
   key = jax.random.PRNGKey(3)
   rewards, dones = [], []
   for k in jax.random.split(key, 2):
