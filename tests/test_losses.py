@@ -18,7 +18,8 @@ def test_soft_bellman_target_and_truncation():
 
 def test_q_loss_is_mse_to_target():
   """Against the network written out in numpy: Q = W1 silu(W0 [s, a] + b0) + b1,
-  loss = mean((Q - y)^2). Not against q_loss's own prediction."""
+  loss = mean((Q - y)^2). Not against q_loss's own prediction. Planted bug
+  seen to fail it (and pass the old check): Q's input as [a, s], not [s, a]."""
   q = networks.make_q(3, 1, (8,))
   params = q.init(jax.random.PRNGKey(0))
   s = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (5, 3)))
