@@ -3,12 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SEEDS ?= 5
-STEPS ?= 20000
+# Env steps per run; each target has its own default (idp 20k, hopper 200k).
+STEPS ?=
 OUT ?= runs
+# Where the paper's studies (hopper, ablations, baselines) write their folders.
+RESULTS ?= results
+# Env steps of the SAC and DDPG baselines (the paper reports them at 1e6).
+BASELINE_STEPS ?= 1000000
+# Chunks (of 1000 steps) between evaluations, for the curves of the studies.
+EVAL_EVERY ?= 20
 # Extra flags for experiments/train.py, e.g. ARGS="--temperature=1 --tau=0.05".
 ARGS ?=
 
-.PHONY: install idp hopper test bench clean
+.PHONY: install idp hopper ablations baselines test bench clean
 
 install: $(VENV)/.installed
 
@@ -20,11 +27,44 @@ $(VENV)/.installed: pyproject.toml
 
 # softMPCritic on the double inverted pendulum, paper defaults, SEEDS seeds vmapped.
 idp: install
-	$(PY) experiments/train.py --env=idp --seeds=$(SEEDS) --total_steps=$(STEPS) --out_dir=$(OUT)/idp $(ARGS)
+	$(PY) experiments/train.py --env=idp --seeds=$(SEEDS) --total_steps=$(or $(STEPS),20000) --out_dir=$(OUT)/idp $(ARGS)
 
-# Hopper (uniform prior), 500k steps per the reference notes; a GPU is advised.
+# $(call recorded,DIR,COMMAND): DIR/command.txt gets the command and the
+# machine it ran on, then the command runs (its output teed to DIR/log.txt).
+MACHINE = { echo; uname -a; echo "cpus: $$(nproc)"; grep -m1 'model name' /proc/cpuinfo || true; \
+            nvidia-smi -L 2>/dev/null || true; echo "commit: $$(git rev-parse HEAD 2>/dev/null)"; date -u; }
+recorded = mkdir -p $(1) && echo '$(strip $(2))' > $(1)/command.txt && $(MACHINE) >> $(1)/command.txt \
+           && set -o pipefail && $(2) 2>&1 | tee $(1)/log.txt
+SHELL := /bin/bash
+TRAIN = $(PY) experiments/train.py --seeds=$(SEEDS) --eval_every=$(EVAL_EVERY)
+
+# Hopper, softMPCritic with the uniform prior of Fig. 4 (the hopper preset:
+# 600 samples, variance 0.05, temperature 0.15), 200k steps; a GPU is advised.
 hopper: install
-	$(PY) experiments/train.py --env=hopper --seeds=$(SEEDS) --out_dir=$(OUT)/hopper $(ARGS)
+	$(call recorded,$(RESULTS)/hopper,$(TRAIN) --env=hopper --total_steps=$(or $(STEPS),200000) --out_dir=$(RESULTS)/hopper $(ARGS))
+
+# Fig. 3 on Hopper: the Gaussian prior with the double-pendulum study's
+# hyperparameters; the full method and its four ablations, then the overlay.
+ABLATION = $(TRAIN) --env=hopper --total_steps=$(or $(STEPS),200000) --prior=gaussian \
+           --num_samples=200 --target_samples=20 --temperature=0.1 --noise_var=0.1 $(ARGS)
+ablations: install
+	$(call recorded,$(RESULTS)/ablations/full,$(ABLATION) --out_dir=$(RESULTS)/ablations/full)
+	$(call recorded,$(RESULTS)/ablations/no_q,$(ABLATION) --use_terminal_q=false --out_dir=$(RESULTS)/ablations/no_q)
+	$(call recorded,$(RESULTS)/ablations/no_ensemble,$(ABLATION) --ensemble_size=1 --out_dir=$(RESULTS)/ablations/no_ensemble)
+	$(call recorded,$(RESULTS)/ablations/mppi_control_only,$(ABLATION) --targets=actor --out_dir=$(RESULTS)/ablations/mppi_control_only)
+	$(call recorded,$(RESULTS)/ablations/mppi_targets_only,$(ABLATION) --control=actor --out_dir=$(RESULTS)/ablations/mppi_targets_only)
+	$(PY) experiments/plot.py $(addprefix $(RESULTS)/ablations/,full no_q no_ensemble mppi_control_only mppi_targets_only) \
+	  --out=$(RESULTS)/ablations/fig3.png --title="Hopper, Gaussian prior: Fig. 3 ablations"
+
+# Fig. 4 on Hopper: SAC (brax's trainer) and DDPG (our step with
+# --control=actor --targets=actor) at BASELINE_STEPS, softMPCritic (uniform
+# prior) at STEPS; the overlay draws the baselines' final IQM dashed too.
+baselines: install
+	$(call recorded,$(RESULTS)/baselines/softMPCritic,$(TRAIN) --env=hopper --total_steps=$(or $(STEPS),200000) --out_dir=$(RESULTS)/baselines/softMPCritic $(ARGS))
+	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=hopper --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG)
+	$(call recorded,$(RESULTS)/baselines/SAC,$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --total_steps=$(BASELINE_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/baselines/SAC)
+	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \
+	  --out=$(RESULTS)/baselines/fig4.png --title="Hopper: softMPCritic (uniform prior) against SAC and DDPG"
 
 test: install
 	$(PY) -m pytest tests
