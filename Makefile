@@ -12,8 +12,10 @@ RESULTS ?= results
 BASELINE_STEPS ?= 1000000
 # Chunks (of 1000 steps) between evaluations, for the curves of the studies.
 EVAL_EVERY ?= 20
-# Extra flags for experiments/train.py, e.g. ARGS="--temperature=1 --tau=0.05".
+# Extra flags for experiments/train.py, e.g. ARGS="--temperature=1 --tau=0.05"
+# (in the studies: every softMPCritic, ablation and DDPG run), and for experiments/sac.py.
 ARGS ?=
+SAC_ARGS ?=
 
 .PHONY: install idp hopper ablations baselines test bench clean
 
@@ -61,8 +63,8 @@ ablations: install
 # prior) at STEPS; the overlay draws the baselines' final IQM dashed too.
 baselines: install
 	$(call recorded,$(RESULTS)/baselines/softMPCritic,$(TRAIN) --env=hopper --total_steps=$(or $(STEPS),200000) --out_dir=$(RESULTS)/baselines/softMPCritic $(ARGS))
-	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=hopper --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG)
-	$(call recorded,$(RESULTS)/baselines/SAC,$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --total_steps=$(BASELINE_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/baselines/SAC)
+	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=hopper --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG $(ARGS))
+	$(call recorded,$(RESULTS)/baselines/SAC,$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --total_steps=$(BASELINE_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/baselines/SAC $(SAC_ARGS))
 	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \
 	  --out=$(RESULTS)/baselines/fig4.png --title="Hopper: softMPCritic (uniform prior) against SAC and DDPG"
 

@@ -5,8 +5,8 @@ actor). Tracing and lowering only; nothing is compiled or timed.
   python experiments/step_ops.py --env=idp [--control=actor ...] [--out=FILE.json]
 
 Run it with PYTHONPATH at two checkouts to compare them. Prints the number of
-jaxpr equations (counted into every sub-jaxpr: scans, conds, pjits) and of
-StableHLO operations, and which state leaves exist.
+jaxpr equations (counted into every sub-jaxpr: scans, conds, pjits), with
+--hlo of StableHLO operations, and the state's leaves and elements.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import cli
 import smpc_jax as sj
 
 flags.DEFINE_string("out", None, "Also write the counts to this JSON file.")
+flags.DEFINE_boolean("hlo", False, "Also lower to StableHLO and count its operations.")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -45,8 +46,10 @@ def main(argv):
   state = jax.eval_shape(lambda k: sj.init(config, k), jax.random.PRNGKey(0))
   key = jax.random.PRNGKey(1)
   jaxpr = jax.make_jaxpr(sj.train_step)(state, key)
-  hlo = jax.jit(sj.train_step).lower(state, key).as_text()
-  hlo_ops = len(re.findall(r"^\s*(?:%\S+ = )?\"?[a-z_]+\.[a-z_]+", hlo, re.M))
+  hlo_ops = None
+  if FLAGS.hlo:
+    hlo = jax.jit(sj.train_step).lower(state, key).as_text()
+    hlo_ops = len(re.findall(r"^\s*(?:%\S+ = )?\"?[a-z_]+\.[a-z_]+", hlo, re.M))
   leaves = len(jax.tree.leaves(state))
   floats = sum(x.size for x in jax.tree.leaves(state))
   result = dict(env=config.env, control=getattr(config, "control", "mppi"),

@@ -1,6 +1,7 @@
 """The actor switches of the training step (Fig. 3's ablations, DDPG), the
 SAC driver's output format and the overlay plot."""
 
+import functools
 import json
 import os
 import subprocess
@@ -101,17 +102,18 @@ def test_actor_target_matches_an_independent_computation():
   obs, act, b = 5, 2, 6
   actor = actor_lib.make_actor(obs, act, (7, 7), -1.0, 1.0)
   q = networks.make_q(obs, act, (7, 7))
-  keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  a_target, q_target = actor.init(keys[0]), q.init(keys[1])
-  next_obs = jax.random.normal(keys[2], (b, obs)) * 2
-  reward = jax.random.normal(keys[3], (b,))
-  terminated = jnp.array([0, 1, 0, 0, 1, 0], jnp.float32)
-  y = actor_lib.bootstrap_target(actor, q.apply, a_target, q_target, reward, terminated,
-                                 next_obs, 0.9)
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  a_target, q_target = jax.jit(actor.init)(keys[0]), jax.jit(q.init)(keys[1])
+  rng = np.random.default_rng(0)
+  next_obs = (2 * rng.standard_normal((b, obs))).astype(np.float32)
+  reward = rng.standard_normal(b).astype(np.float32)
+  terminated = np.array([0, 1, 0, 0, 1, 0], np.float32)
+  y = np.asarray(jax.jit(functools.partial(actor_lib.bootstrap_target, actor, q.apply))(
+      a_target, q_target, reward, terminated, next_obs, 0.9))
   np.testing.assert_allclose(
       y, _numpy_target(a_target, q_target, reward, terminated, next_obs, 0.9), rtol=1e-4,
       atol=1e-5)
-  np.testing.assert_allclose(y[[1, 4]], reward[jnp.array([1, 4])])  # no bootstrap
+  np.testing.assert_allclose(y[[1, 4]], reward[[1, 4]])  # terminated: no bootstrap
 
 
 def test_train_step_uses_the_target_networks_for_actor_targets(variant):
@@ -136,11 +138,11 @@ def test_train_step_uses_the_target_networks_for_actor_targets(variant):
 
 def test_actor_explores_inside_the_box_with_the_noise_asked():
   actor = actor_lib.make_actor(3, 2, (8,), -1.0, 1.0)
-  params = actor.init(jax.random.PRNGKey(0))
+  params = jax.jit(actor.init)(jax.random.PRNGKey(0))
   s = jnp.array([0.1, -0.2, 0.3])
-  draws = jax.vmap(lambda k: actor.explore(params, k, s, 0.1))(
+  draws = jax.jit(jax.vmap(lambda k: actor.explore(params, k, s, 0.1)))(
       jax.random.split(jax.random.PRNGKey(1), 4000))
-  mu = actor.apply(params, s)
+  mu = jax.jit(actor.apply)(params, s)
   assert np.all(np.abs(draws) <= 1.0)
   np.testing.assert_allclose(np.std(draws, 0), 0.1, rtol=0.1)
   np.testing.assert_allclose(np.mean(draws, 0), mu, atol=0.01)
@@ -186,7 +188,7 @@ def _fake_run(folder, steps, per_seed, eval_key):
                    final_return_iqm_ci95=[min(final), max(final)]), f)
 
 
-def test_plot_overlays_folders_and_tabulates(tmp_path):
+def test_plot_overlays_folders_and_tabulates(tmp_path, capsys):
   import plot
   a, b = str(tmp_path / "ours"), str(tmp_path / "sac")
   _fake_run(a, [1000, 2000], [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], "eval_returns")
@@ -196,14 +198,17 @@ def test_plot_overlays_folders_and_tabulates(tmp_path):
   steps, values, kind = plot.curve(*plot.load_run(b))
   assert kind == "train" and np.isnan(values[1, 1])
   png, table = str(tmp_path / "fig.png"), str(tmp_path / "fig.md")
-  cmd = [sys.executable, plot.__file__, a, b, "--labels=ours,SAC", "--dashed=SAC",
-         f"--out={png}"]
-  done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-  md = open(table).read().splitlines()
-  assert md[2].startswith("| ours | 3 | 2000 | 20 | 10 to 30 |")
-  assert md[3].startswith("| SAC | 2 | 2000 | 5 |")
-  bad = subprocess.run(cmd[:4] + ["--labels=one"], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
-  assert bad.returncode == 2 and "error: labels=" in bad.stderr
+  argv = plot.FLAGS(["plot.py", a, b, "--labels=ours,SAC", "--dashed=SAC", f"--out={png}"])
+  try:
+    plot.main(argv)
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    md = open(table).read().splitlines()
+    assert md[2].startswith("| ours | 3 | 2000 | 20 | 10 to 30 |")
+    assert md[3].startswith("| SAC | 2 | 2000 | 5 |")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+      plot.main(plot.FLAGS(["plot.py", a, b, "--labels=one"]))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: labels='one' is invalid")
+  finally:
+    plot.FLAGS.unparse_flags()
