@@ -29,6 +29,7 @@ if [[ "${TINY:-0}" == 1 ]]; then
 --eval_episodes=1 --episode_length=50"
   SAC_ARGS="--hidden_sizes=8 --episode_length=50 --eval_episodes=1 --eval_every=200"
 fi
+mkdir -p "$RESULTS"
 start=$SECONDS
 for study in $STUDIES; do
   if (( SECONDS - start > BUDGET_S )); then

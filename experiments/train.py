@@ -39,7 +39,8 @@ def main(argv):
     cli.fail(f"eval_every={FLAGS.eval_every} is invalid; it must be >= 0.")
   out = cli.ensure_dir(FLAGS.out_dir)
   n_seeds, chunk = FLAGS.seeds, min(config.chunk_steps, config.total_steps)
-  print(f"softMPCritic (control={config.control}, targets={config.targets}) on {config.env}: "
+  name = "DDPG" if not config.uses_model else "softMPCritic"
+  print(f"{name} (control={config.control}, targets={config.targets}) on {config.env}: "
         f"{n_seeds} seed(s) x {config.total_steps} steps, {jax.devices()[0].platform} backend",
         flush=True)
   print(config, flush=True)
@@ -120,7 +121,7 @@ def main(argv):
       config={k: v for k, v in config.__dict__.items()})
   cli.write_json(os.path.join(out, "summary.json"), summary)
   cli.plot_returns(os.path.join(out, "returns.png"), steps, np.array(curves).T, eval_points,
-                   title=f"softMPCritic, {config.env}, {n_seeds} seeds")
+                   title=f"{name}, {config.env}, {n_seeds} seeds")
   print(f"final evaluation returns per seed: {np.round(final_returns, 1).tolist()}")
   lo, hi = summary["final_return_iqm_ci95"]
   print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  median {summary['final_return_median']:.1f}  "
