@@ -38,7 +38,10 @@ def with_value(state: sj.TrainState, param: str, value) -> sj.TrainState:
     def set_lr(opt):  # optax.inject_hyperparams keeps it in the optimiser state
       return opt._replace(hyperparams={**opt.hyperparams,
                                        "learning_rate": jnp.asarray(value, jnp.float32)})
-    return state.replace(q_opt=set_lr(state.q_opt), dyn_opt=set_lr(state.dyn_opt))
+    # dyn_opt is None for DDPG, actor_opt for the default method.
+    opts = {name: set_lr(getattr(state, name)) for name in ("q_opt", "dyn_opt", "actor_opt")
+            if getattr(state, name) is not None}
+    return state.replace(**opts)
   return state.replace(hparams=state.hparams.replace(**{param: jnp.asarray(value, jnp.float32)}))
 
 

@@ -39,8 +39,10 @@ def main(argv):
     cli.fail(f"eval_every={FLAGS.eval_every} is invalid; it must be >= 0.")
   out = cli.ensure_dir(FLAGS.out_dir)
   n_seeds, chunk = FLAGS.seeds, min(config.chunk_steps, config.total_steps)
-  print(f"softMPCritic on {config.env}: {n_seeds} seed(s) x {config.total_steps} steps, "
-        f"{jax.devices()[0].platform} backend", flush=True)
+  name = "DDPG" if not config.uses_model else "softMPCritic"
+  print(f"{name} (control={config.control}, targets={config.targets}) on {config.env}: "
+        f"{n_seeds} seed(s) x {config.total_steps} steps, {jax.devices()[0].platform} backend",
+        flush=True)
   print(config, flush=True)
 
   t0 = time.perf_counter()
@@ -75,12 +77,15 @@ def main(argv):
       chunk_index += 1
       finished = [m["episode_return"][i][m["done"][i]].tolist() for i in range(n_seeds)]
       mean_ret = [float(np.mean(r)) if r else float("nan") for r in finished]
-      line = dict(step=done_steps, episode_returns=finished, mean_return=mean_ret,
-                  q_loss=np.mean(m["q_loss"], 1).tolist(),
-                  dyn_loss=np.mean(m["dyn_loss"], 1).tolist(),
-                  q_mean=np.mean(m["q_mean"], 1).tolist(),
-                  target_mean=np.mean(m["target_mean"], 1).tolist(),
-                  online_ess=np.median(m["online_ess"], 1).tolist(), sps=n / dt)
+      line = dict(step=done_steps, episode_returns=finished, mean_return=mean_ret)
+      # Per-seed chunk means; dyn_loss, actor_q and online_ess only where the
+      # run's control/targets switches use a model, an actor, the planner.
+      for name in ("q_loss", "dyn_loss", "q_mean", "target_mean", "actor_q"):
+        if name in m:
+          line[name] = np.mean(m[name], 1).tolist()
+      if "online_ess" in m:
+        line["online_ess"] = np.median(m["online_ess"], 1).tolist()
+      line["sps"] = n / dt
       if FLAGS.eval_every and chunk_index % FLAGS.eval_every == 0:
         eval_key, k = jax.random.split(eval_key)
         r = np.asarray(evaluate(state, jax.random.split(k, n_seeds))).mean(1)
@@ -93,7 +98,8 @@ def main(argv):
       with np.errstate(all="ignore"):
         med = np.nanmedian(mean_ret) if np.any(np.isfinite(mean_ret)) else float("nan")
       print(f"step {done_steps:>8d}  median train return {med:9.1f}  "
-            f"q_loss {np.mean(line['q_loss']):9.3g}  dyn_loss {np.mean(line['dyn_loss']):8.3g}  "
+            f"q_loss {np.mean(line['q_loss']):9.3g}  "
+            f"dyn_loss {np.mean(line.get('dyn_loss', np.nan)):8.3g}  "
             f"sps/seed {n / dt:7.1f}", flush=True)
 
   eval_key, k = jax.random.split(eval_key)
@@ -115,7 +121,7 @@ def main(argv):
       config={k: v for k, v in config.__dict__.items()})
   cli.write_json(os.path.join(out, "summary.json"), summary)
   cli.plot_returns(os.path.join(out, "returns.png"), steps, np.array(curves).T, eval_points,
-                   title=f"softMPCritic, {config.env}, {n_seeds} seeds")
+                   title=f"{name}, {config.env}, {n_seeds} seeds")
   print(f"final evaluation returns per seed: {np.round(final_returns, 1).tolist()}")
   lo, hi = summary["final_return_iqm_ci95"]
   print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  median {summary['final_return_median']:.1f}  "

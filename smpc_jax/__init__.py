@@ -6,6 +6,8 @@ Where the paper lives:
   losses.py      eq. (7) and the dynamics MSE.
   networks.py    Q-network and dynamics ensemble.
   replay.py      the buffer of (s, a, r, s', terminated, plan).
+  actor.py       the DDPG-style actor of Fig. 3's ablations and the DDPG
+                 baseline (Config.control / Config.targets = "actor").
   envs/          the paper's tasks on MJX (and brax's), known reward and termination.
   evaluation.py  evaluation episodes.
   config.py      the frozen Config and its presets.

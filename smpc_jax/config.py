@@ -14,6 +14,7 @@ from typing import Tuple
 ENVS = ("idp", "hopper", "idp_brax", "hopper_brax")
 PRIORS = ("gaussian", "uniform")
 BRANCHING = ("per_step", "per_sample")
+DECIDERS = ("mppi", "actor")  # Who picks the online action / the target's next action.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Config:
   target_samples: int = 20  # MPPI samples per target state (10% of N).
   target_iterations: int = 1  # MPPI iterations per target.
   warm_start: bool = True  # Warm start from the stored plan, else from zeros.
+  # Where MPPI is used (Fig. 3, right); "actor" swaps in a DDPG-style mu(s).
+  # control=actor, targets=actor is DDPG: no planner, no dynamics model.
+  control: str = "mppi"  # Online action: MPPI, or mu(s) + N(0, actor_noise^2).
+  targets: str = "mppi"  # Target: r + gamma V_MPPI(s'), or + gamma Q'(s', mu'(s')).
+  actor_noise: float = 0.1  # Std of the actor's exploration noise (action box [-1, 1]).
   # Learning.
   ensemble_size: int = 4  # Dynamics members E (1 = ablation "no ensemble").
   # Which member an imagined step goes through (Algorithm 1, line 6):
@@ -54,6 +60,16 @@ class Config:
   # Driver.
   chunk_steps: int = 1000  # Env steps per compiled chunk (one log line each).
   eval_episodes: int = 4  # Evaluation episodes per seed.
+
+  @property
+  def uses_actor(self) -> bool:
+    """Whether the run trains an actor (and its target copy)."""
+    return "actor" in (self.control, self.targets)
+
+  @property
+  def uses_model(self) -> bool:
+    """Whether the run plans, so needs the dynamics ensemble (not DDPG)."""
+    return "mppi" in (self.control, self.targets)
 
   @property
   def capacity(self) -> int:
@@ -102,6 +118,9 @@ def validate(config: Config) -> Config:
   need(c.env in ENVS, "env", f"allowed: {', '.join(ENVS)}")
   need(c.prior in PRIORS, "prior", f"allowed: {', '.join(PRIORS)}")
   need(c.branching in BRANCHING, "branching", f"allowed: {', '.join(BRANCHING)}")
+  need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")
+  need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
+  need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")
   for name in ("total_steps", "episode_length", "num_samples",
                "target_samples", "target_iterations", "ensemble_size",
                "batch_size", "target_update_period", "buffer_capacity",

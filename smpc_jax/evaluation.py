@@ -1,4 +1,5 @@
-"""Evaluation episodes with the online planner, vmapped over episodes."""
+"""Evaluation episodes with the online controller (the planner, or the
+actor's greedy mu(s) where config.control == "actor"), vmapped over episodes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from smpc_jax.train import TrainState, parts, plan
 
 def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
   """Undiscounted returns [num_episodes] of full episodes (episode_length
-  steps, or until termination) acting with the online planner; no learning."""
+  steps, or until termination) acting with the online planner, or with the
+  actor's noise-free mu(s) where config.control == "actor"; no learning."""
   c = state.config
   env = parts(c).environment.env
 
@@ -20,14 +22,18 @@ def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
 
     def step(carry, k):
       env_state, warm, alive, ret = carry
-      result = plan(state, k, env_state.obs, warm, state.q_params,
-                    num_samples=c.num_samples)
-      env_state = env.step(env_state, result.action)
+      if c.control == "actor":
+        action = parts(c).actor.apply(state.actor_params, env_state.obs)
+      else:
+        result = plan(state, k, env_state.obs, warm, state.q_params,
+                      num_samples=c.num_samples)
+        action, warm = result.action, planner.shift(result.plan)
+      env_state = env.step(env_state, action)
       # After termination the physics runs on from a fallen state and may
       # diverge: select, rather than multiply, so a NaN there cannot leak in.
       ret = ret + jnp.where(alive > 0, env_state.reward, 0.0)
       alive = alive * (1.0 - env_state.done)
-      return (env_state, planner.shift(result.plan), alive, ret), None
+      return (env_state, warm, alive, ret), None
 
     init = (env.reset(k_reset), jnp.zeros_like(state.plan), jnp.ones(()), jnp.zeros(()))
     (_, _, _, ret), _ = jax.lax.scan(step, init, jax.random.split(k_steps, c.episode_length))

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from smpc_jax import actor as actor_lib
 from smpc_jax import envs, losses, networks, planner, replay
 from smpc_jax.config import Config, validate
 
@@ -43,10 +44,15 @@ class TrainState:
   q_params: Any
   q_target: Any
   q_opt: Any
-  dyn_params: Any  # every leaf [E, ...]
+  dyn_params: Any  # every leaf [E, ...]; None where nothing plans (DDPG)
   dyn_opt: Any
   scales: networks.Scales  # running statistics the ensemble standardises with
   buffer: replay.ReplayState
+  # The DDPG-style actor, only where config.uses_actor; None otherwise, so the
+  # default softMPCritic state holds and updates none of it.
+  actor_params: Any = None
+  actor_target: Any = None
+  actor_opt: Any = None
 
 
 class Parts(NamedTuple):
@@ -54,6 +60,7 @@ class Parts(NamedTuple):
   q: networks.QNetwork
   ensemble: networks.Ensemble
   optimiser: optax.GradientTransformation
+  actor: actor_lib.Actor | None = None  # only where config.uses_actor
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,7 +72,11 @@ def parts(config: Config) -> Parts:
   ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
                                     config.branching)
   optimiser = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
-  return Parts(environment, q, ensemble, optimiser)
+  actor = None
+  if config.uses_actor:
+    actor = actor_lib.make_actor(obs, act, config.hidden_sizes, environment.action_low,
+                                 environment.action_high)
+  return Parts(environment, q, ensemble, optimiser, actor)
 
 
 def init(config: Config, key) -> TrainState:
@@ -76,11 +87,14 @@ def init(config: Config, key) -> TrainState:
   k_env, k_q, k_dyn, key = jax.random.split(key, 4)
   env_state = env.env.reset(k_env)
   q_params = p.q.init(k_q)
-  dyn_params = p.ensemble.init(k_dyn)
+  dyn_params = p.ensemble.init(k_dyn) if config.uses_model else None
+  actor_params = p.actor.init(jax.random.fold_in(k_q, 1)) if config.uses_actor else None
   plan = jnp.zeros((config.horizon + 1, env.action_size))
+  # Stored plans warm-start MPPI targets; with actor targets none are stored.
+  stored_plan = plan if config.targets == "mppi" else jnp.zeros((0, env.action_size))
   example = replay.Transition(
       obs=env_state.obs, action=jnp.zeros((env.action_size,)), reward=jnp.zeros(()),
-      next_obs=env_state.obs, terminated=jnp.zeros(()), plan=plan)
+      next_obs=env_state.obs, terminated=jnp.zeros(()), plan=stored_plan)
   f32 = lambda x: jnp.asarray(x, jnp.float32)
   return TrainState(
       config=config,
@@ -96,9 +110,12 @@ def init(config: Config, key) -> TrainState:
       q_target=q_params,
       q_opt=p.optimiser.init(q_params),
       dyn_params=dyn_params,
-      dyn_opt=p.optimiser.init(dyn_params),
+      dyn_opt=p.optimiser.init(dyn_params) if config.uses_model else None,
       scales=networks.scales_init(env.obs_size),
       buffer=replay.init(config.capacity, example),
+      actor_params=actor_params,
+      actor_target=actor_params,
+      actor_opt=p.optimiser.init(actor_params) if config.uses_actor else None,
   )
 
 
@@ -136,57 +153,105 @@ def _tree_where(cond, a, b):
   return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
+def _act(state: TrainState, key, obs):
+  """The online action [act] at `obs`, the warm start it leaves for s'
+  [H+1, act] and the planner's metrics. With control=actor: mu(s) plus
+  exploration noise, and the carried plan stays zeros (nothing plans online)."""
+  c = state.config
+  if c.control == "actor":
+    return parts(c).actor.explore(state.actor_params, key, obs, c.actor_noise), state.plan, {}
+  online = plan(state, key, obs, state.plan, state.q_params, num_samples=c.num_samples)
+  # The warm start at s' (line 6); ESS: effective samples of the MPPI weights.
+  return online.action, planner.shift(online.plan), dict(
+      online_value=online.value, online_ess=online.ess)
+
+
+def _targets(state: TrainState, key, batch: replay.Transition):
+  """Bellman targets y [B] for a sampled batch, and the refined plans
+  [B, H+1, act] to store back (None with targets=actor)."""
+  c, h = state.config, state.hparams
+  if c.targets == "actor":  # y = r + gamma Q'(s', mu'(s')), DDPG's target.
+    p = parts(c)
+    return actor_lib.bootstrap_target(p.actor, p.q.apply, state.actor_target, state.q_target,
+                                      batch.reward, batch.terminated, batch.next_obs,
+                                      h.gamma), None
+  # Warm-started MPPI targets with the target Q (lines 9-12).
+  warm = batch.plan if c.warm_start else jnp.zeros_like(batch.plan)
+  # "per_step" branching: one member per imagined step for the whole batch.
+  k_branch = jax.random.fold_in(key, 1) if c.branching == "per_step" else None
+  targets = jax.vmap(lambda k, s, u: plan(
+      state, k, s, u, state.q_target, num_samples=c.target_samples,
+      iterations=c.target_iterations, model_key=k_branch))(
+          jax.random.split(key, c.batch_size), batch.next_obs, warm)
+  y = losses.soft_bellman_target(batch.reward, batch.terminated, targets.value, h.gamma)
+  return y, targets.plan
+
+
 def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
-  """One environment step and one round of updates (Algorithm 2, lines 3-14)."""
+  """One environment step and one round of updates (Algorithm 2, lines 3-14).
+
+  `config.control` and `config.targets` choose, at trace time, MPPI or the
+  actor for each role; the parts a run does not use (actor, or planner and
+  dynamics for DDPG) are neither traced nor updated."""
   c, h = state.config, state.hparams
   p = parts(c)
   env = p.environment
   k_plan, k_reset, k_idx, k_target, k_dyn = jax.random.split(key, 5)
 
-  # Act: refine the warm start at s, apply its clipped first action.
+  # Act: MPPI's clipped first action, or the actor's noisy one.
   obs = state.env_state.obs
-  online = plan(state, k_plan, obs, state.plan, state.q_params, num_samples=c.num_samples)
-  next_env = env.env.step(state.env_state, online.action)
+  action, next_plan, act_metrics = _act(state, k_plan, obs)
+  next_env = env.env.step(state.env_state, action)
   terminated = next_env.done
   episode_step = state.episode_step + 1
   done = (terminated > 0) | (episode_step >= c.episode_length)
-  next_plan = planner.shift(online.plan)  # warm start at s' (line 6)
+  stored_plan = next_plan if c.targets == "mppi" else next_plan[:0]  # [H+1 or 0, act]
   buffer = replay.add(state.buffer, replay.Transition(
-      obs, online.action, next_env.reward, next_env.obs, terminated, next_plan))
+      obs, action, next_env.reward, next_env.obs, terminated, stored_plan))
   episode_return = state.episode_return + next_env.reward
-  scales = networks.scales_update(state.scales, obs, next_env.obs)
+  scales = networks.scales_update(state.scales, obs, next_env.obs) if c.uses_model else state.scales
 
-  # Q-iteration: warm-started MPPI targets with the target Q (lines 9-12).
+  # Q-iteration on a sampled batch (lines 9-12).
   idx = replay.sample(buffer, k_idx, (c.batch_size,))  # [B]
   batch = replay.get(buffer, idx)
-  warm = batch.plan if c.warm_start else jnp.zeros_like(batch.plan)
-  # "per_step" branching: one member per imagined step for the whole batch.
-  k_branch = jax.random.fold_in(k_target, 1) if c.branching == "per_step" else None
-  targets = jax.vmap(lambda k, s, u: plan(
-      state, k, s, u, state.q_target, num_samples=c.target_samples,
-      iterations=c.target_iterations, model_key=k_branch))(
-          jax.random.split(k_target, c.batch_size), batch.next_obs, warm)
-  y = losses.soft_bellman_target(batch.reward, batch.terminated, targets.value, h.gamma)
+  y, refined = _targets(state, k_target, batch)
   (q_loss, q_pred), q_grad = jax.value_and_grad(
       functools.partial(losses.q_loss, p.q.apply), has_aux=True)(
           state.q_params, batch.obs, batch.action, y)
   q_updates, q_opt = p.optimiser.update(q_grad, state.q_opt, state.q_params)
   q_params = optax.apply_updates(state.q_params, q_updates)
-  if c.warm_start:  # The refined plans replace the stored ones (line 14).
-    buffer = replay.write_plans(buffer, idx, targets.plan)
+  if refined is not None and c.warm_start:  # The refined plans replace the stored ones (line 14).
+    buffer = replay.write_plans(buffer, idx, refined)
+  learn_metrics = {}
+
+  # Actor (DDPG): ascend Q(s, mu(s)) under the just-updated Q, same batch.
+  actor_params, actor_opt = state.actor_params, state.actor_opt
+  if c.uses_actor:
+    (_, actor_q), a_grad = jax.value_and_grad(p.actor.loss, has_aux=True)(
+        state.actor_params, p.q.apply, q_params, batch.obs)
+    a_updates, actor_opt = p.optimiser.update(a_grad, state.actor_opt, state.actor_params)
+    actor_params = optax.apply_updates(state.actor_params, a_updates)
+    learn_metrics["actor_q"] = actor_q  # mean Q(s, mu(s)) before the step
 
   # Dynamics: each member fits s' - s on its own batch (line 13).
-  dyn_batch = replay.get(buffer, replay.sample(buffer, k_dyn, (c.ensemble_size, c.batch_size)))
-  (dyn_loss, _), dyn_grad = jax.value_and_grad(
-      functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
-          state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
-  dyn_updates, dyn_opt = p.optimiser.update(dyn_grad, state.dyn_opt, state.dyn_params)
-  dyn_params = optax.apply_updates(state.dyn_params, dyn_updates)
+  dyn_params, dyn_opt = state.dyn_params, state.dyn_opt
+  if c.uses_model:
+    dyn_batch = replay.get(buffer, replay.sample(buffer, k_dyn, (c.ensemble_size, c.batch_size)))
+    (dyn_loss, _), dyn_grad = jax.value_and_grad(
+        functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
+            state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
+    dyn_updates, dyn_opt = p.optimiser.update(dyn_grad, state.dyn_opt, state.dyn_params)
+    dyn_params = optax.apply_updates(state.dyn_params, dyn_updates)
+    learn_metrics["dyn_loss"] = dyn_loss / c.ensemble_size
 
   step = state.step + 1
+  polyak_now = step % c.target_update_period == 0
   q_target = _tree_where(
-      step % c.target_update_period == 0,
-      optax.incremental_update(q_params, state.q_target, h.tau), state.q_target)
+      polyak_now, optax.incremental_update(q_params, state.q_target, h.tau), state.q_target)
+  actor_target = state.actor_target
+  if c.uses_actor:
+    actor_target = _tree_where(
+        polyak_now, optax.incremental_update(actor_params, actor_target, h.tau), actor_target)
 
   # Automatic reset: a fresh episode after termination or truncation.
   reset_env = env.env.reset(k_reset)
@@ -197,9 +262,8 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       q_loss=q_loss,
       q_mean=jnp.mean(q_pred),
       target_mean=jnp.mean(y),
-      dyn_loss=dyn_loss / c.ensemble_size,
-      online_value=online.value,
-      online_ess=online.ess,  # effective samples of the online MPPI weights
+      **learn_metrics,  # dyn_loss where a model learns, actor_q where an actor does
+      **act_metrics,  # online_value, online_ess where MPPI acts
   )
   new_state = state.replace(
       step=step,
@@ -208,7 +272,8 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       episode_return=jnp.where(done, 0.0, episode_return),
       plan=jnp.where(done, jnp.zeros_like(next_plan), next_plan),
       q_params=q_params, q_target=q_target, q_opt=q_opt,
-      dyn_params=dyn_params, dyn_opt=dyn_opt, scales=scales, buffer=buffer)
+      dyn_params=dyn_params, dyn_opt=dyn_opt, scales=scales, buffer=buffer,
+      actor_params=actor_params, actor_target=actor_target, actor_opt=actor_opt)
   return new_state, metrics
 
 

@@ -1,0 +1,217 @@
+"""The actor switches of the training step (Fig. 3's ablations, DDPG), the
+SAC driver's output format and the overlay plot."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import smpc_jax as sj
+from smpc_jax import actor as actor_lib
+from smpc_jax import networks, replay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+STEPS = 300  # two chunks of 150: one compile per variant
+TINY = sj.preset("idp", total_steps=STEPS, num_samples=8, target_samples=4, hidden_sizes=(8,),
+                 batch_size=8, eval_episodes=2, episode_length=60)
+# Fig. 3's ablation switches and DDPG, three compiles in all: "MPPI only for
+# control" (targets=actor) also plans without terminal Q and with one model,
+# so its online planner runs both of those switches.
+VARIANTS = {
+    "mppi_control_only_no_q_one_model": dict(targets="actor", use_terminal_q=False,
+                                             ensemble_size=1),
+    "mppi_targets_only": dict(control="actor"),
+    "ddpg": dict(control="actor", targets="actor"),
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request):
+  """(name, config, state before, after 150 steps, after 300, metrics [300])."""
+  config = sj.validate(TINY.replace(**VARIANTS[request.param]))
+  s0 = jax.jit(sj.init, static_argnums=0)(config, jax.random.PRNGKey(0))
+  run = jax.jit(lambda s: sj.run(s, STEPS // 2))
+  s1, m1 = run(s0)
+  s2, m2 = run(s1)
+  metrics = jax.tree.map(lambda a, b: np.concatenate([a, b]), m1, m2)
+  return request.param, config, s0, s1, s2, metrics
+
+
+def test_switches_run_with_finite_metrics_and_only_what_they_use(variant):
+  _, c, s0, _, s2, m = variant
+  assert int(s2.step) == STEPS
+  for name, v in m.items():
+    assert np.all(np.isfinite(v)), name
+  # Each part is present, and learns, exactly where a switch uses it.
+  assert ("dyn_loss" in m) == c.uses_model
+  assert ("online_ess" in m) == (c.control == "mppi")
+  assert ("actor_q" in m) == c.uses_actor
+  assert (s2.dyn_params is None) == (not c.uses_model)
+  assert (s2.actor_params is None) == (not c.uses_actor)
+  if c.uses_actor:
+    w0 = s0.actor_params["params"]["Dense_0"]["kernel"]
+    assert not np.allclose(w0, s2.actor_params["params"]["Dense_0"]["kernel"])
+    assert not np.allclose(w0, s2.actor_target["params"]["Dense_0"]["kernel"])
+  if c.uses_model:
+    assert jax.tree.leaves(s2.dyn_params)[0].shape[0] == c.ensemble_size
+  # Stored plans only where MPPI computes targets from them.
+  h1 = c.horizon + 1 if c.targets == "mppi" else 0
+  assert s2.buffer.data.plan.shape == (c.capacity, h1, 1)
+  assert m["done"].sum() >= 1 and np.all(np.abs(replay.get(s2.buffer, np.arange(STEPS)).action) <= 1)
+
+
+def test_ddpg_has_no_dynamics_and_evaluates_with_its_actor(variant):
+  name, c, _, _, s2, _ = variant
+  if name != "ddpg":
+    pytest.skip("DDPG only")
+  assert s2.dyn_params is None and s2.dyn_opt is None
+  assert float(s2.scales.obs.count) == 0.0  # nothing normalises for a model
+  # evaluate acts with mu(s): it traces no planner (there are no dynamics to
+  # plan with), and a different actor gives different returns.
+  evaluate = jax.jit(lambda s, k: sj.evaluate(s, k, c.eval_episodes))
+  key = jax.random.PRNGKey(3)
+  trained = evaluate(s2, key)
+  zeroed = evaluate(s2.replace(actor_params=jax.tree.map(jnp.zeros_like, s2.actor_params)), key)
+  assert np.all(np.isfinite(trained)) and np.all(np.isfinite(zeroed))
+  assert not np.allclose(trained, zeroed)
+
+
+def _mlp(params, x, out):
+  """The flax MLP (SiLU hidden layers, linear head) in numpy."""
+  layers = params["params"]
+  for i in range(len(layers)):
+    w, b = (np.asarray(layers[f"Dense_{i}"][k], np.float64) for k in ("kernel", "bias"))
+    x = x @ w + b
+    if i < len(layers) - 1:
+      x = x / (1.0 + np.exp(-x))  # silu
+  return out(x)
+
+
+def _numpy_target(actor_target, q_target, reward, terminated, next_obs, gamma):
+  a = _mlp(actor_target, np.asarray(next_obs, np.float64), np.tanh)  # box [-1, 1]
+  q = _mlp(q_target, np.concatenate([next_obs, a], -1), lambda x: x[..., 0])
+  return reward + (1.0 - terminated) * gamma * q
+
+
+def test_actor_target_matches_an_independent_computation():
+  obs, act, b = 5, 2, 6
+  actor = actor_lib.make_actor(obs, act, (7, 7), -1.0, 1.0)
+  q = networks.make_q(obs, act, (7, 7))
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  a_target, q_target = jax.jit(actor.init)(keys[0]), jax.jit(q.init)(keys[1])
+  rng = np.random.default_rng(0)
+  next_obs = (2 * rng.standard_normal((b, obs))).astype(np.float32)
+  reward = rng.standard_normal(b).astype(np.float32)
+  terminated = np.array([0, 1, 0, 0, 1, 0], np.float32)
+  y = np.asarray(jax.jit(functools.partial(actor_lib.bootstrap_target, actor, q.apply))(
+      a_target, q_target, reward, terminated, next_obs, 0.9))
+  np.testing.assert_allclose(
+      y, _numpy_target(a_target, q_target, reward, terminated, next_obs, 0.9), rtol=1e-4,
+      atol=1e-5)
+  np.testing.assert_allclose(y[[1, 4]], reward[[1, 4]])  # terminated: no bootstrap
+
+
+def test_train_step_uses_the_target_networks_for_actor_targets(variant):
+  """The first step of the second chunk: its mean target is that of the
+  numpy formula on the batch it sampled, with the target actor and Q (not
+  the online ones, which differ after 150 steps)."""
+  _, c, _, s1, s2, m = variant
+  if c.targets != "actor":
+    pytest.skip("targets=actor only")
+  key = jax.random.split(jax.random.split(s1.key)[1], STEPS // 2)[0]  # as `run` splits
+  k_idx = jax.random.split(key, 5)[2]  # as `train_step` splits
+  row = int(s1.buffer.cursor)  # where that step wrote its transition
+  buffer = replay.add(s1.buffer, replay.get(s2.buffer, row))
+  batch = replay.get(buffer, replay.sample(buffer, k_idx, (c.batch_size,)))
+  y = _numpy_target(s1.actor_target, s1.q_target, np.asarray(batch.reward),
+                    np.asarray(batch.terminated), np.asarray(batch.next_obs), c.gamma)
+  np.testing.assert_allclose(m["target_mean"][STEPS // 2], y.mean(), rtol=1e-4, atol=1e-4)
+  y_online = _numpy_target(s1.actor_params, s1.q_params, np.asarray(batch.reward),
+                           np.asarray(batch.terminated), np.asarray(batch.next_obs), c.gamma)
+  assert abs(y_online.mean() - y.mean()) > 1e-3  # the check can tell them apart
+
+
+def test_actor_explores_inside_the_box_with_the_noise_asked():
+  actor = actor_lib.make_actor(3, 2, (8,), -1.0, 1.0)
+  params = jax.jit(actor.init)(jax.random.PRNGKey(0))
+  s = jnp.array([0.1, -0.2, 0.3])
+  draws = jax.jit(jax.vmap(lambda k: actor.explore(params, k, s, 0.1)))(
+      jax.random.split(jax.random.PRNGKey(1), 4000))
+  mu = jax.jit(actor.apply)(params, s)
+  assert np.all(np.abs(draws) <= 1.0)
+  np.testing.assert_allclose(np.std(draws, 0), 0.1, rtol=0.1)
+  np.testing.assert_allclose(np.mean(draws, 0), mu, atol=0.01)
+
+
+@pytest.mark.parametrize("field,value", [("control", "ddpg"), ("targets", "none"),
+                                         ("actor_noise", -0.1)])
+def test_bad_switch_values_name_the_field(field, value):
+  with pytest.raises(ValueError, match=f"^{field}="):
+    sj.validate(TINY.replace(**{field: value}))
+
+
+def test_sac_driver_writes_the_summary_format(tmp_path):
+  out = tmp_path / "sac"
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "sac.py"), "--env=idp", "--seeds=1",
+         "--total_steps=2000", "--eval_every=1000", "--episode_length=50", "--eval_episodes=2",
+         "--hidden_sizes=8", f"--out_dir={out}"]
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  summary = json.loads((out / "summary.json").read_text())
+  lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines] == [0, 1000, 2000]
+  assert all(len(l["eval_returns"]) == 1 for l in lines)
+  assert summary["final_returns"] == lines[-1]["eval_returns"]
+  assert summary["final_return_iqm"] == pytest.approx(summary["final_returns"][0])
+  lo, hi = summary["final_return_iqm_ci95"]
+  assert lo <= summary["final_return_iqm"] <= hi
+  # Bad input: one line naming the flag, before anything compiles.
+  bad = subprocess.run(cmd[:2] + ["--batch_size=0"], capture_output=True, text=True, env=env)
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+      "error: batch_size=0")
+
+
+def _fake_run(folder, steps, per_seed, eval_key):
+  os.makedirs(folder)
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    for s, r in zip(steps, per_seed):
+      f.write(json.dumps({"step": s, eval_key: r}) + "\n")
+  final = per_seed[-1]
+  with open(os.path.join(folder, "summary.json"), "w") as f:
+    json.dump(dict(total_steps=steps[-1], final_returns=final, final_return_iqm=float(np.mean(final)),
+                   final_return_iqm_ci95=[min(final), max(final)]), f)
+
+
+def test_plot_overlays_folders_and_tabulates(tmp_path, capsys):
+  import plot
+  a, b = str(tmp_path / "ours"), str(tmp_path / "sac")
+  _fake_run(a, [1000, 2000], [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], "eval_returns")
+  _fake_run(b, [0, 1000, 2000], [[0.0, 1.0], [2.0, None], [4.0, 6.0]], "mean_return")
+  steps, values, kind = plot.curve(*plot.load_run(a))
+  assert kind == "eval" and steps.tolist() == [1000, 2000] and values.shape == (3, 2)
+  steps, values, kind = plot.curve(*plot.load_run(b))
+  assert kind == "train" and np.isnan(values[1, 1])
+  png, table = str(tmp_path / "fig.png"), str(tmp_path / "fig.md")
+  argv = plot.FLAGS(["plot.py", a, b, "--labels=ours,SAC", "--dashed=SAC", f"--out={png}"])
+  try:
+    plot.main(argv)
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    md = open(table).read().splitlines()
+    assert md[2].startswith("| ours | 3 | 2000 | 20 | 10 to 30 |")
+    assert md[3].startswith("| SAC | 2 | 2000 | 5 |")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+      plot.main(plot.FLAGS(["plot.py", a, b, "--labels=one"]))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: labels='one' is invalid")
+  finally:
+    plot.FLAGS.unparse_flags()
