@@ -19,7 +19,7 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install idp hopper ablations baselines test bench fig2 table1 clean
+.PHONY: install idp hopper ablations baselines test test-slow bench fig2 table1 clean
 
 install: $(VENV)/.installed
 
@@ -83,6 +83,10 @@ test: install
 	$(PY) -m pytest tests
 
 # Env steps per second of the paper's double-pendulum configuration; last line sps=...
+# The compile-heavy tests left out of `make test` (brax's SAC driver, brax's hopper).
+test-slow: install
+	$(PY) -m pytest tests -m slow
+
 bench: install
 	$(PY) experiments/bench.py --out=results/bench_$(shell $(PY) -c "import jax; print(jax.devices()[0].platform)").json
 

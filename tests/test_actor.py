@@ -158,6 +158,7 @@ def test_bad_switch_values_name_the_field(field, value):
     sj.validate(TINY.replace(**{field: value}))
 
 
+@pytest.mark.slow  # ~80 s of brax's SAC compile: `make test-slow`, not `make test`.
 def test_sac_driver_writes_the_summary_format(tmp_path):
   out = tmp_path / "sac"
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "sac.py"), "--env=idp", "--seeds=1",
