@@ -13,6 +13,8 @@ Episodes have no time limit here: the training step truncates at
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from typing import Any, Callable, Dict
 
@@ -20,7 +22,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import mujoco
-from mujoco import mjx
+
+# mujoco.mjx prints "Failed to import warp" on stdout where its optional
+# GPU backend (warp) is not installed; this project does not use it.
+with contextlib.redirect_stdout(io.StringIO()):
+  from mujoco import mjx
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 
