@@ -31,7 +31,7 @@ test: install
 
 # Env steps per second of the paper's double-pendulum configuration; last line sps=...
 bench: install
-	$(PY) experiments/bench.py --out=results/bench_$(shell $(PY) -c "import jax; print(jax.devices()[0].platform)").json
+	$(PY) experiments/bench.py --shape_bound --seeds=1 --out=auto
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -133,7 +133,8 @@ def plot_sweep(path, steps, curves, values, title=""):
       warnings.simplefilter("ignore")
       q1, med, q3 = np.nanpercentile(c, [25, 50, 75], 0)
     ax.fill_between(steps, q1, q3, alpha=0.2, color=f"C{i}", lw=0)
-    ax.plot(steps, med, color=f"C{i}", lw=2, label=f"{v:g} (median of {len(c)})")
+    name = v if isinstance(v, str) else f"{v:g}"
+    ax.plot(steps, med, color=f"C{i}", lw=2, label=f"{name} (median of {len(c)})")
   ax.set_xlabel("environment steps")
   ax.set_ylabel("episode return")
   ax.set_title(title, fontsize=10)

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import cli
+import devices
 import smpc_jax as sj
+from smpc_jax import sharding
 
 flags.DEFINE_integer("seeds", 1, "Independent runs, vmapped in one program.")
 flags.DEFINE_integer("seed", 0, "Base seed; run i uses PRNGKey(seed) split i ways.")
@@ -37,38 +39,42 @@ def main(argv):
     cli.fail(f"seeds={FLAGS.seeds} is invalid; it must be an integer >= 1.")
   if FLAGS.eval_every < 0:
     cli.fail(f"eval_every={FLAGS.eval_every} is invalid; it must be >= 0.")
-  out = cli.ensure_dir(FLAGS.out_dir)
+  mesh = devices.setup(FLAGS.seeds)  # None: one device; else seeds over a mesh.
+  writer = sharding.is_writer()  # With several processes only process 0 writes.
+  print_ = print if writer else (lambda *a, **k: None)
+  out = cli.ensure_dir(FLAGS.out_dir) if writer else os.devnull
   n_seeds, chunk = FLAGS.seeds, min(config.chunk_steps, config.total_steps)
-  print(f"softMPCritic on {config.env}: {n_seeds} seed(s) x {config.total_steps} steps, "
-        f"{jax.devices()[0].platform} backend", flush=True)
-  print(config, flush=True)
+  print_(f"softMPCritic on {config.env}: {n_seeds} seed(s) x {config.total_steps} steps, "
+         f"{devices.describe(mesh)}", flush=True)
+  print_(config, flush=True)
 
   t0 = time.perf_counter()
-  keys = jax.random.split(jax.random.PRNGKey(FLAGS.seed), n_seeds)
-  state = jax.jit(jax.vmap(lambda k: sj.init(config, k)))(keys)
+  keys = sharding.seed_keys(jax.random.PRNGKey(FLAGS.seed), n_seeds, mesh)  # [S, 2]
+  state = sharding.seed_jit(jax.vmap(lambda k: sj.init(config, k)), mesh)(keys)
   chunks = {}  # Steps per compiled chunk -> compiled program (at most two).
 
   def compiled(n):
-    if n not in chunks:
-      chunks[n] = jax.jit(jax.vmap(lambda s: sj.run(s, n)), donate_argnums=0).lower(
-          state).compile()
+    if n not in chunks:  # Lowered once; a Compiled refuses inputs sharded otherwise.
+      chunks[n] = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, n)), mesh,
+                                    donate_argnums=0).lower(state).compile()
     return chunks[n]
 
-  evaluate = jax.jit(jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)))
+  evaluate = sharding.seed_jit(
+      jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)), mesh)
   eval_key = jax.random.PRNGKey(FLAGS.seed + 10_000)
   compiled(chunk)
   compile_s = time.perf_counter() - t0
-  print(f"compiled in {compile_s:.1f}s", flush=True)
+  print_(f"compiled in {compile_s:.1f}s", flush=True)
 
   steps, curves, eval_points, run_s = [], [], [], 0.0
   done_steps = 0
-  with open(os.path.join(out, "metrics.jsonl"), "w") as log:
+  with open(os.path.join(out, "metrics.jsonl") if writer else os.devnull, "w") as log:
     chunk_index = 0
     while done_steps < config.total_steps:
       n = min(chunk, config.total_steps - done_steps)
       t = time.perf_counter()
       state, m = compiled(n)(state)
-      m = jax.device_get(m)  # every leaf [S, n]
+      m = sharding.gather(m)  # every leaf [S, n], numpy, on every process
       dt = time.perf_counter() - t
       run_s += dt
       done_steps += n
@@ -83,7 +89,7 @@ def main(argv):
                   online_ess=np.median(m["online_ess"], 1).tolist(), sps=n / dt)
       if FLAGS.eval_every and chunk_index % FLAGS.eval_every == 0:
         eval_key, k = jax.random.split(eval_key)
-        r = np.asarray(evaluate(state, jax.random.split(k, n_seeds))).mean(1)
+        r = sharding.gather(evaluate(state, sharding.seed_keys(k, n_seeds, mesh))).mean(1)
         line["eval_returns"] = r.tolist()
         eval_points.append((done_steps, r))
       log.write(json.dumps(line) + "\n")
@@ -92,13 +98,13 @@ def main(argv):
       curves.append(mean_ret)
       with np.errstate(all="ignore"):
         med = np.nanmedian(mean_ret) if np.any(np.isfinite(mean_ret)) else float("nan")
-      print(f"step {done_steps:>8d}  median train return {med:9.1f}  "
+      print_(f"step {done_steps:>8d}  median train return {med:9.1f}  "
             f"q_loss {np.mean(line['q_loss']):9.3g}  dyn_loss {np.mean(line['dyn_loss']):8.3g}  "
             f"sps/seed {n / dt:7.1f}", flush=True)
 
   eval_key, k = jax.random.split(eval_key)
   t = time.perf_counter()
-  final = np.asarray(evaluate(state, jax.random.split(k, n_seeds)))  # [S, episodes]
+  final = sharding.gather(evaluate(state, sharding.seed_keys(k, n_seeds, mesh)))  # [S, episodes]
   eval_s = time.perf_counter() - t
   final_returns = final.mean(1)
   eval_points.append((done_steps, final_returns))
@@ -112,7 +118,11 @@ def main(argv):
       sps=config.total_steps / run_s, compile_s=compile_s, eval_s=eval_s,
       wall_s=time.perf_counter() - t0, backend=jax.devices()[0].platform,
       device=str(jax.devices()[0].device_kind), jax_version=jax.__version__,
+      devices=jax.device_count() if mesh is not None else 1,
+      processes=jax.process_count(), chunk_programs=len(chunks),
       config={k: v for k, v in config.__dict__.items()})
+  if not writer:
+    return
   cli.write_json(os.path.join(out, "summary.json"), summary)
   cli.plot_returns(os.path.join(out, "returns.png"), steps, np.array(curves).T, eval_points,
                    title=f"softMPCritic, {config.env}, {n_seeds} seeds")
