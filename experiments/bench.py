@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import cli
 import smpc_jax as sj
 
 flags.DEFINE_integer("steps", 2000, "Training steps per timed chunk.")
@@ -93,8 +94,11 @@ def step_flops(config) -> float:
 
 
 def main(argv):
-  del argv
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
+  for name in ("steps", "repeats", "seeds"):
+    if getattr(FLAGS, name) < 1:
+      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= 1.")
   config = sj.preset("idp", total_steps=FLAGS.steps * (FLAGS.repeats + 1))
   keys = jax.random.split(jax.random.PRNGKey(0), FLAGS.seeds)
   state = jax.jit(jax.vmap(lambda k: sj.init(config, k)))(keys)

@@ -43,11 +43,13 @@ def with_value(state: sj.TrainState, param: str, value) -> sj.TrainState:
 
 
 def main(argv):
-  del argv
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
   if FLAGS.param not in SWEEPABLE:
     cli.fail(f"param={FLAGS.param!r} is invalid; allowed: {', '.join(SWEEPABLE)}.")
+  if not FLAGS.values:
+    cli.fail("values='' is invalid; give one or more numbers, comma separated.")
   try:
     values = [float(v) for v in FLAGS.values]
   except ValueError:
