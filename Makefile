@@ -8,15 +8,24 @@ OUT ?= runs
 # Extra flags for experiments/train.py, e.g. ARGS="--temperature=1 --tau=0.05".
 ARGS ?=
 
-.PHONY: install idp hopper test bench clean
+.PHONY: install render-deps idp hopper test bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed render-deps
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
+
+# Headless rendering (experiments/render.py): MuJoCo draws through EGL, or
+# OSMesa with MUJOCO_GL=osmesa. Installs the system libraries only if missing.
+render-deps:
+	@ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libOSMesa.so' || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+	    $$SUDO apt-get install -y -qq --no-install-recommends libegl1 libgl1 libosmesa6 \
+	      >/dev/null 2>&1 || \
+	    echo "warning: could not install libegl1/libosmesa6; rendering may fail"; }
 
 # softMPCritic on the double inverted pendulum, paper defaults, SEEDS seeds vmapped.
 idp: install

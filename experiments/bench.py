@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 
 from absl import app, flags, logging
@@ -29,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import cli
 import smpc_jax as sj
 
 flags.DEFINE_string("env", "idp", "Environment preset: idp | hopper.")
@@ -45,25 +45,20 @@ TARGET_AGGREGATE_16 = 10_000.0  # env steps/s, all 16 seeds together
 TARGET_PER_SEED_RATIO_16 = 0.5  # per-seed rate at 16 seeds / at 1 seed
 
 
-def fail(message: str):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def parse_flags() -> list:
   """The seed counts, or one line naming the bad flag and exit 2."""
   if FLAGS.env not in sj.PRESETS:
-    fail(f"env={FLAGS.env!r} is invalid; allowed: {', '.join(sj.PRESETS)}.")
+    cli.fail(f"env={FLAGS.env!r} is invalid; allowed: {', '.join(sj.PRESETS)}.")
   try:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError:
-    fail(f"seeds={','.join(FLAGS.seeds)!r} is invalid; they must be integers >= 1.")
+    cli.fail(f"seeds={','.join(FLAGS.seeds)!r} is invalid; they must be integers >= 1.")
   if not seeds or any(s < 1 for s in seeds):
-    fail(f"seeds={','.join(FLAGS.seeds)!r} is invalid; give one or more integers >= 1.")
+    cli.fail(f"seeds={','.join(FLAGS.seeds)!r} is invalid; give one or more integers >= 1.")
   if FLAGS.steps < 1:
-    fail(f"steps={FLAGS.steps} is invalid; it must be an integer >= 1.")
+    cli.fail(f"steps={FLAGS.steps} is invalid; it must be an integer >= 1.")
   if FLAGS.repeats < 1:
-    fail(f"repeats={FLAGS.repeats} is invalid; it must be an integer >= 1.")
+    cli.fail(f"repeats={FLAGS.repeats} is invalid; it must be an integer >= 1.")
   return seeds
 
 
@@ -178,7 +173,7 @@ def targets(env: str, rows: list) -> list:
 
 
 def main(argv):
-  del argv
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   seed_counts = parse_flags()
   config = sj.preset(FLAGS.env, total_steps=FLAGS.steps * (FLAGS.repeats + 1))

@@ -163,7 +163,7 @@ def plot_heatmap(path, grid, iqms, title=""):
 
 
 def main(argv):
-  del argv
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
   grid = grid_from_flags(config)

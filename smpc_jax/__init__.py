@@ -11,6 +11,7 @@ Where the paper lives:
   config.py      the frozen Config and its presets.
 """
 
+from smpc_jax import _quiet  # noqa: F401  (first: silences two third-party notices)
 from smpc_jax.config import Config, PRESETS, preset, validate
 from smpc_jax.evaluation import evaluate
 from smpc_jax.planner import Model, MPPIResult, mppi, shift

@@ -136,6 +136,10 @@ def _tree_where(cond, a, b):
   return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   """One environment step and one round of updates (Algorithm 2, lines 3-14)."""
   c, h = state.config, state.hparams
@@ -200,6 +204,10 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       dyn_loss=dyn_loss / c.ensemble_size,
       online_value=online.value,
       online_ess=online.ess,  # effective samples of the online MPPI weights
+      # Non-finite guard: the driver stops at the first False.
+      finite=dict(q_loss=jnp.isfinite(q_loss), dyn_loss=jnp.isfinite(dyn_loss),
+                  q=jnp.all(jnp.isfinite(q_pred)), target=jnp.all(jnp.isfinite(y)),
+                  params=_all_finite((q_params, dyn_params))),
   )
   new_state = state.replace(
       step=step,
