@@ -85,6 +85,20 @@ def gather(tree: Any) -> Any:
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds on any process (each may see a signal alone), so
+  that all take the same branch; a plain bool with one process."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
+def barrier(name: str) -> None:
+  """Every process waits here for the others (no-op with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
 def is_writer() -> bool:
   """Only process 0 writes files and prints summaries."""
   return jax.process_index() == 0
