@@ -14,10 +14,7 @@ EXPERIMENTS = os.path.join(ROOT, "experiments")
 
 @pytest.mark.parametrize("args,words", [
     (["--seeds=0"], "error: seeds='0' is invalid; give one or more integers >= 1."),
-    (["--seeds="], "error: seeds='' is invalid; give one or more integers >= 1."),
-    (["--seeds=1,a"], "error: seeds='1,a' is invalid; they must be integers >= 1."),
     (["--env=cartpole"], "error: env='cartpole' is invalid; allowed: idp, hopper."),
-    (["--steps=0"], "error: steps=0 is invalid; it must be an integer >= 1."),
 ])
 def test_bench_rejects_bad_input_in_one_line(args, words, tmp_path):
   out = subprocess.run([sys.executable, os.path.join(EXPERIMENTS, "bench.py"),

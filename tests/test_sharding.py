@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
 # Two chunks of 50 steps: the second chunk must reuse the first's program.
-TINY = ["--seeds=4", "--total_steps=100", "--chunk_steps=50", "--episode_length=30",
+TINY = ["--total_steps=100", "--chunk_steps=50", "--episode_length=30",
         "--num_samples=8", "--target_samples=4", "--hidden_sizes=16", "--batch_size=4",
         "--eval_episodes=1"]
 
@@ -26,8 +26,8 @@ def env_with(devices: int) -> dict:
   return env
 
 
-def train(out_dir, devices, *args, timeout=900):
-  return subprocess.run([sys.executable, TRAIN, *TINY, f"--out_dir={out_dir}", *args],
+def train(out_dir, devices, *args, timeout=1800):
+  return subprocess.run([sys.executable, TRAIN, "--seeds=4", *TINY, f"--out_dir={out_dir}", *args],
                         env=env_with(devices), capture_output=True, text=True, timeout=timeout)
 
 
@@ -60,15 +60,6 @@ def sharded(tmp_path_factory):
   return results(out)
 
 
-@pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-  """The same 4 seeds vmapped on one device."""
-  out = tmp_path_factory.mktemp("one_device")
-  p = train(out, 1)
-  assert p.returncode == 0, p.stderr[-3000:]
-  return results(out)
-
-
 def free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -81,11 +72,11 @@ def two_processes(tmp_path_factory):
   out = tmp_path_factory.mktemp("two_processes")
   address = f"localhost:{free_port()}"
   procs = [subprocess.Popen(
-      [sys.executable, TRAIN, *TINY, f"--out_dir={out}/p{i}",
+      [sys.executable, TRAIN, "--seeds=4", *TINY, f"--out_dir={out}/p{i}",
        f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
       env=env_with(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
-  outs = [p.communicate(timeout=900) for p in procs]
+  outs = [p.communicate(timeout=1800) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   return out, outs
@@ -146,6 +137,32 @@ def test_one_step_sharded_matches_one_device_up_to_rounding():
   float32 rounding (XLA's CPU kernels for a batch of 4 and for 1 per device
   round differently: measured max difference ~2e-7, in a few leaves)."""
   p = subprocess.run([sys.executable, "-c", ONE_STEP], env=env_with(4), capture_output=True,
-                     text=True, timeout=900)
+                     text=True, timeout=1800)
   assert p.returncode == 0, p.stderr[-3000:]
   print(p.stdout)
+
+
+def test_shard_seeds_rejects_an_indivisible_seed_count_before_compiling(tmp_path):
+  p = train(tmp_path / "run", 4, "--shard_seeds", "--seeds=6")
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert [l for l in p.stderr.splitlines() if l.startswith("error:")] == [
+      "error: seeds=6 is invalid with --shard_seeds; the run count must be a multiple of the "
+      "device count 4 (e.g. 8)."]
+  assert "Traceback" not in p.stderr and not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("args,words", [
+    (("localhost", 2, 0), "coordinator_address='localhost' is invalid; it must be host:port."),
+    (("localhost:1234", 2, 2), "process_id=2 is invalid; it must lie in [0, 1]."),
+    (("localhost:1234", 0, 0), "num_processes=0 is invalid; it must be >= 1 with "
+                               "--coordinator_address."),
+    (("", 2, 0), "coordinator_address='' is invalid with --num_processes/--process_id; "
+                 "give host:port of process 0."),
+])
+def test_distributed_flags_are_checked(args, words):
+  from smpc_jax import sharding
+  with pytest.raises(ValueError) as e:
+    sharding.check_distributed_flags(*args)
+  assert str(e.value) == words
+  sharding.check_distributed_flags("", 0, -1)  # one process: nothing to check
+  sharding.check_distributed_flags("localhost:1234", 2, 1)

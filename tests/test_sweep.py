@@ -47,19 +47,8 @@ def test_with_value_sets_the_leaf_per_run(sweep_module, param):
     (["--param=tau", "--values=0.1,2"], "error: tau=2.0 is invalid; it must lie in (0, 1]."),
     (["--values=a"], "error: values='a' is invalid; they must be numbers."),
     (["--values="], "error: values='' is invalid; give one or more numbers, comma separated."),
-    (["--grid=tau="], "error: grid='tau=' is invalid; give one or more numbers after '=', "
-                      "comma separated."),
     (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers "
                               "after '=', comma separated."),
-    (["--grid=tau"], "error: grid='tau' is invalid; it must be NAME=V1,V2,... with NAME one of "
-                     "temperature, noise_var, gamma, tau, learning_rate."),
-    (["--grid=horizon=1,2"], "error: grid='horizon=1,2' is invalid; NAME must be one of "
-                             "temperature, noise_var, gamma, tau, learning_rate."),
-    (["--grid=tau=0.1", "--grid=tau=0.2"], "error: grid='tau=0.2' is invalid; tau is swept twice."),
-    (["--grid=tau=0.1,x"], "error: grid='tau=0.1,x' is invalid; the values must be numbers."),
-    (["--grid=gamma=0.9,1.5"], "error: gamma=1.5 is invalid; it must lie in (0, 1]."),
-    (["--grid=tau=0.1", "--param=tau"], "error: grid='tau=0.1' is invalid together with "
-                                        "--param/--values; use one form."),
     (["--grid=tau=0.1,0.2", "--seeds=1", "--shard_seeds"],
      "error: seeds=1 (x 2 combinations = 2 runs) is invalid with --shard_seeds; the run count "
      "must be a multiple of the device count 4 (e.g. 4)."),
@@ -102,8 +91,23 @@ def test_parse_grid_orders_and_validates(sweep_module):
   config = sj.preset("idp")
   grid = sweep_module.parse_grid(["temperature=0.1, 1", "learning_rate=1e-3"], config)
   assert grid == [("temperature", [0.1, 1.0]), ("learning_rate", [1e-3])]
-  with pytest.raises(ValueError, match="temperature=-1.0 is invalid"):
-    sweep_module.parse_grid(["temperature=-1"], config)
+
+
+@pytest.mark.parametrize("specs,words", [
+    (["tau="], "grid='tau=' is invalid; give one or more numbers after '=', comma separated."),
+    (["tau"], "grid='tau' is invalid; it must be NAME=V1,V2,... with NAME one of "
+              "temperature, noise_var, gamma, tau, learning_rate."),
+    (["horizon=1,2"], "grid='horizon=1,2' is invalid; NAME must be one of "
+                      "temperature, noise_var, gamma, tau, learning_rate."),
+    (["tau=0.1", "tau=0.2"], "grid='tau=0.2' is invalid; tau is swept twice."),
+    (["tau=0.1,x"], "grid='tau=0.1,x' is invalid; the values must be numbers."),
+    (["gamma=0.9,1.5"], "gamma=1.5 is invalid; it must lie in (0, 1]."),
+    (["temperature=-1"], "temperature=-1.0 is invalid; it must be > 0."),
+])
+def test_parse_grid_rejects_bad_specs(sweep_module, specs, words):
+  with pytest.raises(ValueError) as e:
+    sweep_module.parse_grid(specs, sj.preset("idp"))
+  assert str(e.value) == words
 
 
 def test_with_values_sets_every_swept_leaf(sweep_module):
