@@ -53,11 +53,15 @@ def assert_same_runs(a, b):
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-  """4 seeds over 4 devices, one process."""
+  """4 seeds over 4 devices, one process: 50 steps, then resumed from the
+  sharded checkpoint to 100 steps."""
   out = tmp_path_factory.mktemp("sharded")
-  p = train(out, 4, "--shard_seeds")
+  first = train(out, 4, "--shard_seeds", "--total_steps=50")
+  assert first.returncode == 0, first.stderr[-3000:]
+  half = results(out)
+  p = train(out, 4, "--shard_seeds", "--resume")
   assert p.returncode == 0, p.stderr[-3000:]
-  return results(out)
+  return half, results(out)
 
 
 def free_port() -> int:
@@ -72,7 +76,7 @@ def two_processes(tmp_path_factory):
   out = tmp_path_factory.mktemp("two_processes")
   address = f"localhost:{free_port()}"
   procs = [subprocess.Popen(
-      [sys.executable, TRAIN, "--seeds=4", *TINY, f"--out_dir={out}/p{i}",
+      [sys.executable, TRAIN, "--seeds=4", *TINY, f"--out_dir={out}/run",
        f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
       env=env_with(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
@@ -82,24 +86,29 @@ def two_processes(tmp_path_factory):
   return out, outs
 
 
-def test_sharded_run_compiles_one_chunk_program(sharded):
-  summary, lines = sharded
-  assert summary["devices"] == 4 and summary["processes"] == 1
-  assert summary["chunk_programs"] == 1  # lowered once, called for both chunks
+def test_sharded_run_compiles_one_chunk_program_and_resumes(sharded):
+  (half, half_lines), (summary, lines) = sharded
+  assert half["devices"] == 4 and half["processes"] == 1 and half["steps_done"] == 50
+  assert summary["devices"] == 4 and summary["steps_done"] == 100
+  assert half["chunk_programs"] == summary["chunk_programs"] == 1  # lowered once per run
   assert [l["step"] for l in lines] == [50, 100]
+  assert lines[0] == half_lines[0]  # the resumed run keeps the first run's line
   assert np.shape(summary["final_episode_returns"]) == (4, 1)
 
 
 def test_two_processes_equal_one_process_sharded(two_processes, sharded):
   """Each device runs one seed in both layouts, so the per-device program is
-  the same: equal bit for bit. Only process 0 writes."""
+  the same: equal bit for bit, through the sharded checkpoint and resume of the
+  one-process run, and through orbax saving each process's shards. Only
+  process 0 prints and writes."""
   out, outs = two_processes
-  assert not os.path.exists(f"{out}/p1")
   assert outs[1][0] == ""  # process 1 prints nothing
-  summary, lines = results(f"{out}/p0")
+  assert outs[0][0].count("final evaluation returns per seed") == 1
+  summary, lines = results(f"{out}/run")
   assert summary["devices"] == 4 and summary["processes"] == 2
   assert summary["chunk_programs"] == 1
-  assert_same_runs((summary, lines), sharded)
+  assert os.path.isdir(f"{out}/run/checkpoints/100")
+  assert_same_runs((summary, lines), sharded[1])
 
 
 ONE_STEP = """

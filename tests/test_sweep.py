@@ -46,7 +46,6 @@ def test_with_value_sets_the_leaf_per_run(sweep_module, param):
                           "gamma, tau, learning_rate."),
     (["--param=tau", "--values=0.1,2"], "error: tau=2.0 is invalid; it must lie in (0, 1]."),
     (["--values=a"], "error: values='a' is invalid; they must be numbers."),
-    (["--values="], "error: values='' is invalid; give one or more numbers, comma separated."),
     (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers "
                               "after '=', comma separated."),
     (["--grid=tau=0.1,0.2", "--seeds=1", "--shard_seeds"],
