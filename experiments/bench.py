@@ -38,6 +38,7 @@ flags.DEFINE_integer("repeats", 5, "Timed chunks; the median is reported.")
 flags.DEFINE_boolean("shape_bound", False, "Also measure the tighter shape-rate bound.")
 flags.DEFINE_string("out", "auto", "JSON file for the figures, rewritten after each seed "
                     "count; auto: results/bench_<backend>[_<env>].json; empty: none.")
+flags.DEFINE_string("table", "", "Also write the figures as a markdown table to this file.")
 FLAGS = flags.FLAGS
 
 # Issue 10's targets: on one H100-class GPU, idp at 16 seeds.
@@ -220,7 +221,27 @@ def main(argv):
   path = write(rows, seed_counts, flops_per_step)
   if path:
     print(f"wrote {path}")
+  if FLAGS.table:
+    write_table(FLAGS.table, rows)
+    print(f"wrote {FLAGS.table}")
   print(f"sps={rows[0]['sps_per_seed']:.1f}")
+
+
+def write_table(path, rows):
+  device = jax.devices()[0]
+  lines = [f"| seeds | env steps/s per seed | aggregate | compile s | peak memory | "
+           f"% of matmul bound |", "|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    mem = r["peak_memory_bytes"]
+    lines.append(f"| {r['seeds']} | {r['sps_per_seed']:.1f} | {r['sps_aggregate']:.1f} | "
+                 f"{r['compile_s']:.1f} | {'n/a' if mem is None else f'{mem / 2**20:.0f} MiB'} | "
+                 f"{100 * r['fraction_of_bound']:.0f}% |")
+  lines += ["", f"{FLAGS.env} on {device.platform} ({device.device_kind}, {os.cpu_count()} "
+            f"cpus), jax {jax.__version__}; {FLAGS.steps} steps per timed chunk, median of "
+            f"{FLAGS.repeats}."]
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
 
 
 def out_path() -> str:

@@ -48,24 +48,31 @@ if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
 else
   bench_idp=(--seeds=1,16,64,4 --steps=1000 --repeats=3)
   bench_hop=(--seeds=1,16 --steps=500 --repeats=3)
-  learn=(--seeds=16 --total_steps=200000 --chunk_steps=2000)
+  learn=(--seeds=16 --total_steps=200000 --chunk_steps=1000)
   t_idp=170; t_hop=130
 fi
 
 # 2. Benchmarks (each writes its JSON after every seed count).
 say "bench idp ${bench_idp[*]} (at most ${t_idp}s)"
-timeout -s INT "$t_idp" "$py" experiments/bench.py --env=idp "${bench_idp[@]}" \
+timeout -s INT -k 20 "$t_idp" "$py" experiments/bench.py --env=idp "${bench_idp[@]}" \
   --out="$out/bench_${backend}.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
 say "bench hopper ${bench_hop[*]} (at most ${t_hop}s)"
-timeout -s INT "$t_hop" "$py" experiments/bench.py --env=hopper "${bench_hop[@]}" \
+timeout -s INT -k 20 "$t_hop" "$py" experiments/bench.py --env=hopper "${bench_hop[@]}" \
   --out="$out/bench_${backend}_hopper.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
 
-# 3. Learning run for the time left (a 20 s margin for the report below).
-t_learn=$(( $(left) - 20 ))
+# 3. Learning run for the time left. SIGINT stops it after the current chunk
+# with a checkpoint and a summary (KILL 30 s later if a chunk runs long);
+# a 40 s margin is kept for that and the report below.
+t_learn=$(( $(left) - 40 ))
+run_dir=${GPU_CHECK_RUN_DIR:-/tmp/gpu_check_hopper16}
 if [ "$t_learn" -gt 30 ]; then
   say "learning run: hopper ${learn[*]} (at most ${t_learn}s)"
-  timeout -s INT "$t_learn" "$py" experiments/train.py --env=hopper "${learn[@]}" \
-    --out_dir="$out/hopper16" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
+  timeout -s INT -k 30 "$t_learn" "$py" experiments/train.py --env=hopper "${learn[@]}" \
+    --checkpoint_every=0 --overwrite --out_dir="$run_dir" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
+  # The run's small files only (its checkpoint stays behind: the device tool
+  # brings back at most 8 files).
+  mkdir -p "$out/hopper16"
+  cp "$run_dir"/metrics.jsonl "$run_dir"/summary.json "$run_dir"/returns.png "$out/hopper16/" 2>/dev/null
 else
   say "no time left for the learning run"
 fi
@@ -88,8 +95,9 @@ for path in sorted(glob.glob(os.path.join(out, "bench_*.json"))):
   if not any("16 seeds on idp" in t["target"] for t in b["targets"]) and b["env"] == "idp":
     print("  TARGET aggregate >= 10000 env steps/s at 16 seeds on idp: not measured")
 run = os.path.join(out, "hopper16")
-if os.path.exists(os.path.join(run, "summary.json")):
-  s = json.load(open(os.path.join(run, "summary.json")))
+s = (json.load(open(os.path.join(run, "summary.json")))
+     if os.path.exists(os.path.join(run, "summary.json")) else {})
+if s.get("finished"):
   print(f"  learning run finished: {s['total_steps']} steps x {s['seeds']} seeds, final IQM "
         f"{s['final_return_iqm']:.1f}, {s['sps']:.1f} env steps/s per seed")
 elif os.path.exists(os.path.join(run, "metrics.jsonl")):
