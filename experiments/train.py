@@ -175,6 +175,7 @@ def main(argv):
   mngr = ckpt.manager(os.path.join(out, "checkpoints"), FLAGS.keep_checkpoints)
   if FLAGS.resume:
     state, run = resumed_run(mngr, config, n_seeds, mesh)
+    state = sharding.reshard(state, mesh)  # as the compiled chunk's outputs are placed
   else:
     state, run = fresh_run(config, n_seeds, mesh)
   stop = signals.StopRequest()

@@ -65,6 +65,15 @@ def seed_jit(fn, mesh: Optional[Mesh], **kwargs):
   return jax.jit(fn, **kwargs)
 
 
+def reshard(tree: Any, mesh: Optional[Mesh]) -> Any:
+  """`tree` with every leaf's leading axis on `mesh` exactly as `seed_jit`'s
+  outputs are, so a program compiled for those takes it (e.g. a state rebuilt
+  from a checkpoint by eager ops). No-op without a mesh."""
+  if mesh is None:
+    return tree
+  return jax.jit(lambda t: t, out_shardings=seed_sharding(mesh), donate_argnums=0)(tree)
+
+
 def seed_keys(key: jax.Array, num_seeds: int, mesh: Optional[Mesh]) -> jax.Array:
   """`jax.random.split(key, num_seeds)` [S, 2], with the seed axis sharded
   over `mesh` (None: on the default device). Every process computes the same
