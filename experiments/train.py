@@ -222,9 +222,11 @@ def main(argv):
         log.flush()
         seed, quantity, step = bad
         kept = mngr.latest_step()
-        cli.fail(f"non-finite {quantity} in seed {seed} at step {step}; stopped. "
-                 + (f"The last good checkpoint (step {kept}) is kept in {mngr.directory}."
-                    if kept is not None else "No checkpoint was saved before it."))
+        print(f"error: non-finite {quantity} in seed {seed} at step {step}; stopped. "
+              + (f"The last good checkpoint (step {kept}) is kept in {mngr.directory}."
+                 if kept is not None else "No checkpoint was saved before it."),
+              file=sys.stderr)
+        sys.exit(1)
       run["done_steps"], run["run_s"] = done, run["run_s"] + dt
       run["chunk_index"] += 1
       if FLAGS.eval_every and run["chunk_index"] % FLAGS.eval_every == 0:

@@ -61,7 +61,7 @@ def test_bad_input_gets_one_line_and_exit_2(script, args, words, a_file, tmp_pat
 def test_importing_the_package_prints_nothing():
   p = subprocess.run([sys.executable, "-c", "import smpc_jax, smpc_jax.checkpoint; "
                       "smpc_jax.train.parts(smpc_jax.preset('idp'))"],
-                     capture_output=True, text=True, timeout=300, env=ENV)
+                     capture_output=True, text=True, timeout=900, env=ENV)
   assert p.returncode == 0, p.stderr
   assert (p.stdout, p.stderr) == ("", "")
 
@@ -89,3 +89,26 @@ def test_first_nonfinite_names_seed_quantity_and_step():
                 params=np.array([[True, True, True], [True, False, False]]))
   assert progress.first_nonfinite(finite, 101) == (1, "params", 102)
   assert progress.first_nonfinite({k: np.ones_like(v) for k, v in finite.items()}, 1) is None
+
+
+SIGNALS_SCRIPT = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+import signals
+stop = signals.StopRequest()
+os.kill(os.getpid(), signal.SIGTERM)
+while not stop.requested:
+  time.sleep(0.01)
+print("first", stop.name, stop.exit_code, flush=True)
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(60)  # the watcher thread exits the process before this returns
+print("not reached")
+"""
+
+
+def test_first_signal_asks_to_stop_and_second_exits_at_once():
+  p = subprocess.run([sys.executable, "-c", SIGNALS_SCRIPT, os.path.join(ROOT, "experiments")],
+                     capture_output=True, text=True, timeout=30)
+  assert p.stdout == "first SIGTERM 143\n"
+  assert p.returncode == 130 and "Traceback" not in p.stderr
+  assert "received SIGINT again: exiting now" in p.stderr

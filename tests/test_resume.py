@@ -30,7 +30,7 @@ TIMING = ("sps", "compile_s", "eval_s", "wall_s", "command", "flags")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-  cache = tmp_path_factory.mktemp("jax_cache")
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or tmp_path_factory.mktemp("jax_cache")
   return dict(os.environ, PYTHONPATH=ROOT, JAX_COMPILATION_CACHE_DIR=str(cache),
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
@@ -195,3 +195,28 @@ def test_a_save_killed_midway_leaves_the_last_good_checkpoint(env, left_alone, t
   assert mngr.latest_step() == 60
   state, progress = ckpt.restore(mngr, 60)
   chex.assert_trees_all_equal(state, final_state(left_alone)[0])
+
+
+def test_a_non_finite_loss_stops_the_run_naming_seed_quantity_and_step(env, tmp_path):
+  """Adam's first step moves every weight by about the learning rate: at 1e30
+  the Q-values overflow at once."""
+  out = tmp_path / "nan"
+  p = train(env, out, "--learning_rate=1e30", check=False)
+  assert p.returncode == 1, p.stderr[-3000:]
+  assert "Traceback" not in p.stderr
+  [line] = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert line.startswith("error: non-finite q_loss in seed 0 at step ")
+  assert line.endswith("stopped. No checkpoint was saved before it.")
+  assert not os.listdir(out / "checkpoints")
+
+
+def test_render_plays_the_checkpoint(env, left_alone, tmp_path):
+  import imageio.v2 as imageio
+  gif = tmp_path / "agent.gif"
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "render.py"),
+                      f"--run_dir={left_alone}", f"--out={gif}", "--steps=10", "--width=64",
+                      "--height=48", "--seed_index=1"],
+                     capture_output=True, text=True, timeout=900, env=env)
+  assert p.returncode == 0, p.stderr[-3000:]
+  frames = imageio.mimread(gif)
+  assert len(frames) == 11 and frames[0].shape[:2] == (48, 64)
