@@ -31,7 +31,7 @@ import numpy as np
 import cli
 import smpc_jax as sj
 
-flags.DEFINE_string("env", "idp", "Environment preset: idp | hopper.")
+flags.DEFINE_string("env", "idp", "Environment preset: idp | hopper | idp_brax | hopper_brax.")
 flags.DEFINE_list("seeds", ["1"], "Seed counts to measure, comma separated (e.g. 1,4,16,64).")
 flags.DEFINE_integer("steps", 2000, "Training steps per timed chunk.")
 flags.DEFINE_integer("repeats", 5, "Timed chunks; the median is reported.")
