@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 SEEDS ?= 5
 STEPS ?= 20000
 OUT ?= runs
+# $(call given,VAR,DEFAULT): VAR if set on the command line or environment, else DEFAULT.
+given = $(if $(filter command line environment,$(origin $(1))),$($(1)),$(2))
 # Extra flags for experiments/train.py, e.g. ARGS="--temperature=1 --tau=0.05".
 ARGS ?=
 
-.PHONY: install render-deps idp hopper test bench clean
+.PHONY: install render-deps idp hopper test bench fig2 table1 clean
 
 install: $(VENV)/.installed render-deps
 
@@ -34,6 +36,15 @@ idp: install
 # Hopper (uniform prior), 500k steps per the reference notes; a GPU is advised.
 hopper: install
 	$(PY) experiments/train.py --env=hopper --seeds=$(SEEDS) --out_dir=$(OUT)/hopper $(ARGS)
+
+# The paper's Fig. 2 (warm/cold targets x ensemble/one model), 50k steps, SEEDS
+# seeds vmapped per configuration (default 3 here), into results/fig2/.
+fig2: install
+	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,50000) PY=$(PY) experiments/fig2.sh
+
+# The paper's Table I: env steps/s, warm vs cold target MPPI, into results/table1.md.
+table1: install
+	$(PY) experiments/table1.py --out=results/table1.md
 
 test: install
 	$(PY) -m pytest tests

@@ -6,7 +6,7 @@ Where the paper lives:
   losses.py      eq. (7) and the dynamics MSE.
   networks.py    Q-network and dynamics ensemble.
   replay.py      the buffer of (s, a, r, s', terminated, plan).
-  envs.py        brax/MJX environments with known reward and termination.
+  envs/          the paper's tasks on MJX (and brax's), known reward and termination.
   evaluation.py  evaluation episodes.
   config.py      the frozen Config and its presets.
 """

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Tuple
 
-ENVS = ("idp", "hopper")
+ENVS = ("idp", "hopper", "idp_brax", "hopper_brax")
 PRIORS = ("gaussian", "uniform")
 BRANCHING = ("per_step", "per_sample")
 
@@ -21,10 +21,12 @@ BRANCHING = ("per_step", "per_sample")
 class Config:
   """softMPCritic hyperparameters (defaults: the paper's double-pendulum study)."""
 
-  env: str = "idp"  # "idp" (brax inverted_double_pendulum) | "hopper".
+  # "idp" | "hopper": the paper's tasks (Gymnasium v5 on MJX);
+  # "idp_brax" | "hopper_brax": brax's variants (earlier results).
+  env: str = "idp"
   total_steps: int = 50_000  # Environment steps per run.
   episode_length: int = 1000  # Steps before truncation (not termination).
-  frame_skip: int = 0  # Physics substeps per env step; 0 = brax's default.
+  frame_skip: int = 0  # Physics steps per env step; 0 = the task's own.
   # Planner (Algorithm 1).
   horizon: int = 4  # H model steps; the plan holds H + 1 actions.
   num_samples: int = 200  # Online MPPI samples N.
@@ -63,19 +65,23 @@ class Config:
     return dataclasses.replace(self, **changes)
 
 
-PRESETS = {
-    "idp": Config(env="idp", total_steps=50_000),
+_HOPPER = Config(
     # Hopper with the uniform prior of the paper's Fig. 4, at the values the
     # authors' notes suggest for that prior.
-    "hopper": Config(
-        env="hopper",
-        total_steps=500_000,
-        prior="uniform",
-        noise_var=0.05,
-        temperature=0.15,
-        num_samples=600,
-        target_samples=60,
-    ),
+    env="hopper",
+    total_steps=500_000,
+    prior="uniform",
+    noise_var=0.05,
+    temperature=0.15,
+    num_samples=600,
+    target_samples=60,
+)
+PRESETS = {
+    "idp": Config(env="idp", total_steps=50_000),
+    "hopper": _HOPPER,
+    # brax's tasks with the settings of the results made on them.
+    "idp_brax": Config(env="idp_brax", total_steps=50_000, branching="per_sample"),
+    "hopper_brax": _HOPPER.replace(env="hopper_brax", branching="per_sample"),
 }
 
 
@@ -119,8 +125,9 @@ def validate(config: Config) -> Config:
   need(len(c.hidden_sizes) >= 1 and all(
       isinstance(h, int) and h >= 1 for h in c.hidden_sizes), "hidden_sizes",
        "it must be one or more integers >= 1")
-  need(c.num_samples % c.ensemble_size == 0, "num_samples",
-       f"it must be divisible by ensemble_size={c.ensemble_size}")
-  need(c.target_samples % c.ensemble_size == 0, "target_samples",
-       f"it must be divisible by ensemble_size={c.ensemble_size}")
+  if c.branching == "per_sample":  # Samples form ensemble_size equal groups.
+    need(c.num_samples % c.ensemble_size == 0, "num_samples",
+         f"with branching='per_sample' it must be divisible by ensemble_size={c.ensemble_size}")
+    need(c.target_samples % c.ensemble_size == 0, "target_samples",
+         f"with branching='per_sample' it must be divisible by ensemble_size={c.ensemble_size}")
   return c

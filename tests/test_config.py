@@ -16,14 +16,18 @@ def test_presets_hold_the_paper_defaults():
               4, 200, 20, 0.1, 0.1, 0.99, 4, 32, 0.005, 3e-4)
   assert c.hidden_sizes == (256, 256) and c.warm_start and c.prior == "gaussian"
   assert preset("hopper").prior == "uniform"
+  # The paper's figures come from the authors' code: one member per step.
+  assert c.branching == "per_step" and preset("hopper").branching == "per_step"
+  # brax's tasks keep the settings their results were made with.
+  assert preset("idp_brax").branching == "per_sample"
   assert hash(c) == hash(preset("idp"))  # frozen and hashable: a static arg
 
 
 @pytest.mark.parametrize("field,value,words", [
     ("temperature", -0.1, "temperature=-0.1 is invalid; it must be > 0"),
-    ("num_samples", 202, "num_samples=202 is invalid; it must be divisible by ensemble_size=4"),
+    ("num_samples", 202, "num_samples=202 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4"),
     ("target_samples", 0, "target_samples=0 is invalid"),
-    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper"),
+    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper, idp_brax, hopper_brax"),
     ("prior", "laplace", "prior='laplace' is invalid; allowed: gaussian, uniform"),
     ("gamma", 1.5, "gamma=1.5 is invalid; it must lie in (0, 1]"),
     ("horizon", -1, "horizon=-1 is invalid"),
@@ -38,19 +42,20 @@ def test_presets_hold_the_paper_defaults():
 ])
 def test_invalid_values_name_the_field(field, value, words):
   with pytest.raises(ValueError) as e:
-    validate(Config().replace(**{field: value}))
+    validate(Config(branching="per_sample").replace(**{field: value}))
   assert words in str(e.value)
 
 
 def test_unknown_preset_is_a_clear_error():
-  with pytest.raises(ValueError, match="env='walker' is not known; allowed: idp, hopper"):
+  with pytest.raises(ValueError, match="env='walker' is not known; allowed: idp, hopper, idp_brax, hopper_brax"):
     preset("walker")
 
 
 @pytest.mark.parametrize("args,words", [
     (["--temperature=-1"], "error: temperature=-1.0 is invalid; it must be > 0."),
-    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper."),
-    (["--num_samples=30"], "error: num_samples=30 is invalid; it must be divisible by ensemble_size=4."),
+    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, idp_brax, hopper_brax."),
+    (["--num_samples=30", "--branching=per_sample"],
+     "error: num_samples=30 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4."),
     (["--seeds=0"], "error: seeds=0 is invalid; it must be an integer >= 1."),
 ])
 def test_cli_rejects_bad_input_in_one_line(args, words, tmp_path):

@@ -1,4 +1,6 @@
-"""Known reward and termination equal the brax/MJX environment's own."""
+"""brax's tasks (idp_brax, hopper_brax): known reward and termination equal
+the environment's own. The paper's tasks are checked against Gymnasium in
+tests/test_parity.py."""
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +26,7 @@ def _random_rollout(environment, key, steps):
   return jax.lax.scan(body, state, jax.random.split(key, steps))[1]
 
 
-@pytest.mark.parametrize("name", ["idp", "hopper"])
+@pytest.mark.parametrize("name", ["idp_brax", "hopper_brax"])
 def test_known_reward_and_termination_match_env(name):
   environment = envs.make(name)
   s, a, s2, r, done = jax.jit(_random_rollout, static_argnums=(0, 2))(
@@ -34,20 +36,23 @@ def test_known_reward_and_termination_match_env(name):
   np.testing.assert_array_equal(d_hat, done)
   assert 0 < np.sum(done) < len(done), "the rollout should see terminations and not only"
   # The observation clips velocities at 10; the env rewards use unclipped ones.
-  if name == "idp":
+  if name == "idp_brax":
     ok = np.all(np.abs(np.asarray(s2[:, 5:])) < 10.0, axis=1)
   else:
     ok = np.ones(len(r), bool)
   assert ok.mean() > 0.9
   # Hopper: the rebuilt torso x is exact for a pure Euler step; contact
   # substeps leave differences of about 1e-3 on a few steps (of rewards ~1).
-  atol = 1e-3 if name == "idp" else 3e-3
+  atol = 1e-3 if name == "idp_brax" else 3e-3
   np.testing.assert_allclose(np.asarray(r_hat)[ok], np.asarray(r)[ok], rtol=1e-4, atol=atol)
 
 
 def test_observations_include_what_the_rewards_need():
-  assert envs.make("idp").obs_size == 8
-  assert envs.make("hopper").obs_size == 12  # x position kept
+  assert envs.make("idp").obs_size == 9  # Gymnasium v5's order
+  assert envs.make("idp_brax").obs_size == 8
+  assert envs.make("hopper").obs_size == envs.make("hopper_brax").obs_size == 12  # x kept
+  assert envs.make("idp").env.dt == pytest.approx(0.05)  # 5 x 0.01 s, as the paper
+  assert envs.make("hopper").env.dt == pytest.approx(0.008)
   with pytest.raises(ValueError, match="env='cartpole'"):
     envs.make("cartpole")
 
@@ -57,7 +62,7 @@ def test_capped_idp_solver_gives_the_default_solvers_states():
   constraint); on rollouts that push the cart into both rail ends, the states
   equal those of MuJoCo's defaults (100 iterations, 50 line-search steps)."""
   from brax import envs as brax_envs
-  capped = envs.make("idp").env
+  capped = envs.make("idp_brax").env
   default = brax_envs.get_environment("inverted_double_pendulum", backend="mjx")
   assert int(capped.sys.opt.iterations) < int(default.sys.opt.iterations)
   key = jax.random.PRNGKey(0)

@@ -65,7 +65,9 @@ def test_step_stores_transition_and_polyak_every_second_step(state0):
 
 
 def test_hyperparameters_are_array_leaves_for_sweeps(state0):
-  """A vmapped sweep over temperature compiles once and the value matters."""
+  """A vmapped sweep over temperature compiles once and the value matters
+  (a nonzero warm start: the Gaussian prior's constant scales with lambda)."""
+  state0 = state0.replace(plan=jnp.full_like(state0.plan, 0.5))
   states = jax.tree.map(lambda x: jnp.stack([x, x]), state0)
   states = states.replace(hparams=states.hparams.replace(temperature=jnp.array([0.1, 10.0])))
   out, m = jax.jit(jax.vmap(sj.train_step))(states, jnp.stack([jax.random.PRNGKey(3)] * 2))
@@ -74,8 +76,9 @@ def test_hyperparameters_are_array_leaves_for_sweeps(state0):
 
 def test_short_run_learns(tmp_path):
   """Six thousand steps of a small config lift the planner's evaluation
-  return well above that of the same planner with untrained networks (seeds
-  0, 1, 2 gave 2.4x, 3.4x and 2.0x the untrained return; untrained ~280)."""
+  return well above that of the same planner with untrained networks (on
+  the paper's idp, seed 0: 84 untrained, 228 after; on brax's idp seeds 0,
+  1, 2 gave 2.4x, 3.4x and 2.0x)."""
   config = sj.preset("idp", total_steps=6000, num_samples=40, target_samples=8,
                      hidden_sizes=(64, 64), eval_episodes=4)
   train = jax.jit(sj.make_train(config))

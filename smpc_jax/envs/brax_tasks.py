@@ -1,32 +1,16 @@
-"""Environments: brax with the MJX backend, plus their known reward and
-termination as pure functions of (s, a, s'), which the planner uses to score
-imagined transitions. Only the dynamics are learned.
+"""brax's own `inverted_double_pendulum` and `hopper` (MJX backend), with their
+known reward and termination: the environments of this project's results up
+to the paper-exact tasks, kept as "idp_brax" and "hopper_brax" so those runs
+stay reproducible. brax's variants differ from the paper's (Gymnasium v5):
+Euler integration, 2 frames per idp step, 8 idp observations, other resets.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from brax import envs as brax_envs
-
-# (s [obs], a [act], s' [obs]) -> scalar.
-RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
-
-class Environment(NamedTuple):
-  name: str
-  env: brax_envs.Env  # brax PipelineEnv on MJX, no wrappers.
-  obs_size: int
-  action_size: int
-  action_low: float
-  action_high: float
-  reward_fn: RewardFn  # Equals env.step(...).reward (see tests/test_envs.py).
-  termination_fn: TerminationFn  # 1.0 where env.step(...).done is 1.0.
-
 
 # MuJoCo computes body positions before it integrates, so brax's rewards read
 # positions from the start of the step's last physics substep. With the Euler
@@ -96,21 +80,14 @@ def hopper_reward(s, a, s_next, dt=4 * _HOPPER_SUBSTEP):
   return forward + 1.0 - 1e-3 * jnp.sum(jnp.square(a))
 
 
-@functools.lru_cache(maxsize=None)
-def make(name: str, frame_skip: int = 0) -> Environment:
-  """The environment `name` ("idp" or "hopper"), built once per process.
+def make(name: str, frame_skip: int = 0):
+  """(brax env, reward_fn, termination_fn) for brax's "idp" or "hopper".
 
   frame_skip: physics substeps per env step; 0 keeps brax's default (idp 2,
-  hopper 4). Gymnasium's v5 tasks, which the paper used, take 5 and 4.
-
-  Built with concrete arrays even when first asked for inside a trace, so the
-  cached object never holds a tracer.
+  hopper 4).
   """
-  with jax.ensure_compile_time_eval():
-    return _make(name, frame_skip)
+  from brax import envs as brax_envs  # Imported here: only these tasks need it.
 
-
-def _make(name: str, frame_skip: int) -> Environment:
   kwargs = {"n_frames": frame_skip} if frame_skip else {}
   if name == "idp":
     env = brax_envs.get_environment("inverted_double_pendulum", backend="mjx", **kwargs)
@@ -122,15 +99,11 @@ def _make(name: str, frame_skip: int) -> Environment:
     # (tests/test_envs.py) at a fraction of the cost.
     env.sys = env.sys.tree_replace({"opt.iterations": _IDP_SOLVER_ITERATIONS,
                                     "opt.ls_iterations": 2 * _IDP_SOLVER_ITERATIONS})
-    reward_fn, termination_fn = idp_reward, idp_termination
-  elif name == "hopper":
+    return env, idp_reward, idp_termination
+  if name == "hopper":
     env = brax_envs.get_environment(
         "hopper", backend="mjx", exclude_current_positions_from_observation=False,
         **kwargs)
     assert abs(float(env.sys.opt.timestep) - _HOPPER_SUBSTEP) < 1e-9
-    reward_fn = functools.partial(hopper_reward, dt=float(env.dt))
-    termination_fn = hopper_termination
-  else:
-    raise ValueError(f"env={name!r} is not known; allowed: idp, hopper.")
-  return Environment(name, env, env.observation_size, env.action_size, -1.0,
-                     1.0, reward_fn, termination_fn)
+    return env, functools.partial(hopper_reward, dt=float(env.dt)), hopper_termination
+  raise ValueError(f"brax task {name!r} is not known; allowed: idp, hopper.")

@@ -1,0 +1,78 @@
+"""Gymnasium's Hopper-v5 on MJX, with the x position kept in the observation
+(`exclude_current_positions_from_observation=False`), as the paper uses it.
+
+Same model (assets/hopper.xml: RK4, 0.002 s), 4 frames per step (0.008 s),
+reset qpos + U(-5e-3, 5e-3) and qvel + U(-5e-3, 5e-3), observation
+[qpos (6), clip(qvel, 10) (6)], reward (x' - x) / dt + healthy - 1e-3 |a|^2,
+where healthy (1 or 0) requires z > 0.7, |angle| < 0.2 and every entry of
+(qpos[2:], qvel) inside (-100, 100); termination when unhealthy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from smpc_jax.envs import mjx_env
+
+FRAME_SKIP = 4
+RESET_NOISE = 5e-3
+CTRL_COST = 1e-3
+# Contacts and joint limits; MuJoCo's 100 Newton iterations to 1e-8 cannot
+# converge in float32 (tests/test_parity.py measures the cap against Gymnasium).
+SOLVER = dict(iterations=4, ls_iterations=8)
+
+
+def reset(model, key):
+  """(qpos [6], qvel [6]) ~ Gymnasium v5's reset distribution."""
+  k_pos, k_vel = jax.random.split(key)
+  qpos = model.qpos0 + jax.random.uniform(k_pos, (model.nq,), minval=-RESET_NOISE,
+                                          maxval=RESET_NOISE)
+  qvel = jax.random.uniform(k_vel, (model.nv,), minval=-RESET_NOISE, maxval=RESET_NOISE)
+  return jnp.asarray(qpos, jnp.float32), qvel
+
+
+def observation(data):  # -> [12]
+  return jnp.concatenate([data.qpos, jnp.clip(data.qvel, -10.0, 10.0)])
+
+
+def _healthy(qpos, qvel):
+  z, angle = qpos[1], qpos[2]
+  state = jnp.concatenate([qpos[2:], qvel])
+  ok = jnp.all((state > -100.0) & (state < 100.0)) & (z > 0.7) & (angle > -0.2) & (angle < 0.2)
+  return ok.astype(jnp.float32)
+
+
+def _reward(x, x_next, healthy, action, dt):
+  return (x_next - x) / dt + healthy - CTRL_COST * jnp.sum(jnp.square(action))
+
+
+def make_env_reward(dt):
+  def env_reward(before, data, action):
+    healthy = _healthy(data.qpos, data.qvel)
+    return _reward(before.qpos[0], data.qpos[0], healthy, action, dt), 1.0 - healthy
+  return env_reward
+
+
+# --- What the planner knows: reward and termination as functions of (s, a, s').
+# The observation clips velocities at 10, so a velocity beyond 100 (the
+# env's unhealthy bound) is not seen; nowhere else do they differ.
+
+
+def termination(s, a, s_next):
+  del s, a
+  return 1.0 - _healthy(s_next[:6], s_next[6:])
+
+
+def make_reward(dt):
+  def reward(s, a, s_next):
+    return _reward(s[0], s_next[0], _healthy(s_next[:6], s_next[6:]), a, dt)
+  return reward
+
+
+def make(frame_skip: int = 0) -> mjx_env.MjxTask:
+  model = mjx_env.load_model("hopper.xml", **SOLVER)
+  frame_skip = frame_skip or FRAME_SKIP
+  dt = float(model.opt.timestep) * frame_skip
+  return mjx_env.MjxTask(model, frame_skip, lambda k: reset(model, k), observation,
+                         make_env_reward(dt))

@@ -1,0 +1,102 @@
+"""A MuJoCo task on MJX, stepped as Gymnasium's MuJoCo environments step.
+
+`MjxTask` holds a compiled model and a few pure functions of the physics data;
+`reset` and `step` are pure and jittable. The state carries the fields brax's
+training wrappers read (`pipeline_state`, `obs`, `reward`, `done`, `metrics`,
+`info`), so brax's trainers (the SAC baseline) accept these environments as
+they accept MuJoCo Playground's. Nothing here uses brax's environment layer.
+
+Episodes have no time limit here: the training step truncates at
+`Config.episode_length` (1000, as Gymnasium's TimeLimit), and brax's
+`EpisodeWrapper` does the same for its trainers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import mujoco
+from mujoco import mjx
+
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+
+
+@flax.struct.dataclass
+class State:
+  pipeline_state: Any  # mjx.Data after the step (brax's name for it).
+  obs: jax.Array  # [obs]
+  reward: jax.Array  # []
+  done: jax.Array  # [] 1.0 on termination (never on truncation).
+  metrics: Dict[str, jax.Array] = flax.struct.field(default_factory=dict)
+  info: Dict[str, Any] = flax.struct.field(default_factory=dict)
+
+
+# (key) -> (qpos [nq], qvel [nv]): the task's reset distribution.
+ResetFn = Callable[[jax.Array], tuple]
+# (data) -> obs [obs]
+ObsFn = Callable[[Any], jax.Array]
+# (data before, data after, action [act]) -> (reward [], terminated [])
+RewardFn = Callable[[Any, Any, jax.Array], tuple]
+
+
+class MjxTask:
+  """A Gymnasium MuJoCo task on MJX: model, frames per step and three pure
+  functions (reset distribution, observation, reward and termination)."""
+
+  def __init__(self, mj_model: mujoco.MjModel, frame_skip: int, reset_fn: ResetFn,
+               obs_fn: ObsFn, reward_fn: RewardFn):
+    self.mj_model = mj_model
+    self.sys = mjx.put_model(mj_model)
+    self.frame_skip = frame_skip
+    self._reset_fn, self._obs_fn, self._reward_fn = reset_fn, obs_fn, reward_fn
+    self._data0 = mjx.make_data(mj_model)
+
+  @property
+  def dt(self) -> float:
+    """Seconds per env step: frame_skip physics steps."""
+    return float(self.mj_model.opt.timestep) * self.frame_skip
+
+  @property
+  def observation_size(self) -> int:
+    return int(jax.eval_shape(self._obs_fn, self._data0).shape[-1])
+
+  @property
+  def action_size(self) -> int:
+    return int(self.mj_model.nu)
+
+  @property
+  def backend(self) -> str:
+    return "mjx"
+
+  def init_state(self, qpos, qvel) -> State:
+    """The state at (qpos [nq], qvel [nv]) after `mj_forward`, as Gymnasium's
+    `set_state` leaves it; reward and done are zero."""
+    data = mjx.forward(self.sys, self._data0.replace(qpos=qpos, qvel=qvel))
+    zero = jnp.zeros(())
+    return State(data, self._obs_fn(data), zero, zero)
+
+  def reset(self, rng) -> State:
+    qpos, qvel = self._reset_fn(rng)
+    return self.init_state(qpos, qvel)
+
+  def step(self, state: State, action) -> State:
+    """frame_skip physics steps with ctrl = action (MuJoCo clamps it to the
+    actuators' ctrlrange), then the task's observation, reward and termination."""
+    before = state.pipeline_state
+    data = before.replace(ctrl=action)
+    data = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(self.sys, d), data)
+    reward, terminated = self._reward_fn(before, data, action)
+    return state.replace(pipeline_state=data, obs=self._obs_fn(data), reward=reward,
+                         done=terminated.astype(jnp.float32))
+
+
+def load_model(filename: str, **options) -> mujoco.MjModel:
+  """The model in assets/`filename`, with `options` set on `opt` (solver caps)."""
+  model = mujoco.MjModel.from_xml_path(os.path.join(ASSETS, filename))
+  for name, value in options.items():
+    setattr(model.opt, name, value)
+  return model
