@@ -4,8 +4,8 @@
 
 One panel per configuration (columns: warm, cold; rows: ensemble, one
 model): the median over seeds of the training-episode return against env
-steps (each seed's last finished episode), 25-75% and min-max over seeds
-shaded. The table: final evaluation returns per seed, their IQM with a 95%
+steps (each seed's last finished episode), the 20-80th percentiles over
+seeds shaded as in the authors' plots, and min-max lighter. The table: final evaluation returns per seed, their IQM with a 95%
 bootstrap interval over seeds, and the training episodes of the last 5k
 steps. Writes DIR/fig2.png, DIR/table.md and DIR/fig2.json.
 """
@@ -82,7 +82,7 @@ def plot(path, runs):
     steps, held, _, _ = data
     with np.errstate(all="ignore"), warnings.catch_warnings():
       warnings.simplefilter("ignore")  # chunks before a seed's first episode: all NaN
-      q = np.nanpercentile(held, [0, 25, 50, 75, 100], axis=0)
+      q = np.nanpercentile(held, [0, 20, 50, 80, 100], axis=0)
     ax.fill_between(steps, q[0], q[4], alpha=0.15, color="C0", lw=0)
     ax.fill_between(steps, q[1], q[3], alpha=0.3, color="C0", lw=0)
     ax.plot(steps, q[2], color="C0", lw=2, label=f"median of {len(held)} seeds")
