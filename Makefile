@@ -19,15 +19,24 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install idp hopper ablations baselines test test-slow bench fig2 table1 clean
+.PHONY: install render-deps idp hopper ablations baselines test test-slow bench fig2 table1 clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed render-deps
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
+
+# Headless rendering (experiments/render.py): MuJoCo draws through EGL, or
+# OSMesa with MUJOCO_GL=osmesa. Installs the system libraries only if missing.
+render-deps:
+	@ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libOSMesa.so' || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+	    $$SUDO apt-get install -y -qq --no-install-recommends libegl1 libgl1 libosmesa6 \
+	      >/dev/null 2>&1 || \
+	    echo "warning: could not install libegl1/libosmesa6; rendering may fail"; }
 
 # softMPCritic on the double inverted pendulum, paper defaults, SEEDS seeds vmapped.
 idp: install
@@ -82,13 +91,14 @@ table1: install
 test: install
 	$(PY) -m pytest tests
 
-# Env steps per second of the paper's double-pendulum configuration; last line sps=...
 # The compile-heavy tests left out of `make test` (brax's SAC driver, brax's hopper).
 test-slow: install
 	$(PY) -m pytest tests -m slow
 
+# Env steps per second of the paper's double-pendulum configuration, with the
+# matmul-rate bound of this device; writes results/bench_<backend>.json.
 bench: install
-	$(PY) experiments/bench.py --out=results/bench_$(shell $(PY) -c "import jax; print(jax.devices()[0].platform)").json
+	$(PY) experiments/bench.py --shape_bound --seeds=1 --out=auto
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

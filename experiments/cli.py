@@ -80,10 +80,49 @@ def iqm_ci(values, level=0.95, resamples=10_000, seed=0) -> list:
   return [float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))]
 
 
+def strict(obj):
+  """`obj` with every non-finite float replaced by None (strict JSON)."""
+  if isinstance(obj, dict):
+    return {k: strict(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [strict(v) for v in obj]
+  if isinstance(obj, (float, np.floating)):
+    return float(obj) if np.isfinite(obj) else None
+  if isinstance(obj, np.integer):
+    return int(obj)
+  return obj
+
+
 def write_json(path, obj):
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=2)
+  """Strict JSON (NaN and inf become null), written atomically."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(strict(obj), f, indent=2, allow_nan=False)
     f.write("\n")
+  os.replace(tmp, path)
+
+
+def no_positional(argv):
+  """absl passes unparsed words through; a stray one is a typo, not a no-op."""
+  if len(argv) > 1:
+    fail(f"unexpected argument {argv[1]!r}; flags take the form --name=value "
+         f"(see --help).")
+
+
+def flag_values(names) -> dict:
+  """{name: value} of the given flags, as the run saw them."""
+  return {n: getattr(FLAGS, n) for n in names}
+
+
+def command_line(drop=(), add=()) -> str:
+  """The command that started this process, minus flags named in `drop`,
+  plus the words in `add` (for the resume hint)."""
+  import shlex
+  args = [a for a in sys.argv[1:] if a.lstrip("-").split("=")[0] not in drop]
+  python = sys.executable or "python"
+  if not os.path.relpath(python).startswith(".."):
+    python = os.path.relpath(python)
+  return shlex.join([python, sys.argv[0], *args, *add])
 
 
 def plot_returns(path, steps, curves, eval_points=None, title=""):
@@ -133,7 +172,8 @@ def plot_sweep(path, steps, curves, values, title=""):
       warnings.simplefilter("ignore")
       q1, med, q3 = np.nanpercentile(c, [25, 50, 75], 0)
     ax.fill_between(steps, q1, q3, alpha=0.2, color=f"C{i}", lw=0)
-    ax.plot(steps, med, color=f"C{i}", lw=2, label=f"{v:g} (median of {len(c)})")
+    name = v if isinstance(v, str) else f"{v:g}"
+    ax.plot(steps, med, color=f"C{i}", lw=2, label=f"{name} (median of {len(c)})")
   ax.set_xlabel("environment steps")
   ax.set_ylabel("episode return")
   ax.set_title(title, fontsize=10)
@@ -144,6 +184,23 @@ def plot_sweep(path, steps, curves, values, title=""):
   plt.close(fig)
 
 
-def ensure_dir(path):
-  os.makedirs(path, exist_ok=True)
+def check_dir(path, flag="out_dir"):
+  """Exits with one line when `path` cannot be a directory we write into."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    fail(f"{flag}={path!r} is invalid; it is a file, it must be a directory.")
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent) or not os.access(parent if not os.path.isdir(path) else path,
+                                                 os.W_OK):
+    fail(f"{flag}={path!r} cannot be created or written: {parent!r} is not a writable "
+         f"directory.")
+
+
+def ensure_dir(path, flag="out_dir"):
+  check_dir(path, flag)
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    fail(f"{flag}={path!r} cannot be created: {e.strerror}.")
   return path

@@ -1,16 +1,23 @@
-"""A vmapped hyperparameter sweep: values x seeds, one compiled program.
+"""A vmapped hyperparameter sweep: a grid of values x seeds, one compiled program.
 
-  python experiments/sweep.py --env=idp --param=tau --values=0.005,0.02 \
+  python experiments/sweep.py --env=idp --param=tau --values=0.005,0.02 \\
       --seeds=2 --total_steps=20000 --out_dir=DIR
+  python experiments/sweep.py --grid=temperature=0.1,1 --grid=tau=0.005,0.05 \\
+      --seeds=3 --out_dir=DIR          # 2 x 2 combinations x 3 seeds = 12 runs
 
---param is one of the hyperparameters held as array leaves of the state
-(temperature, noise_var, gamma, tau, learning_rate); every other Config field
-is a flag as in train.py. Writes DIR/summary.json (final evaluation returns
-per value and seed, their IQM and median) and DIR/returns.png.
+Swept parameters are the hyperparameters held as array leaves of the state
+(temperature, noise_var, gamma, tau, learning_rate). `--grid=NAME=V1,V2,...`
+(repeatable) sweeps every combination of the given values; `--param/--values`
+is the one-parameter form. Every other Config field is a flag as in train.py;
+--shard_seeds splits the runs (combinations x seeds) over the devices.
+Writes DIR/summary.json (final evaluation returns per combination and seed,
+their IQM with a 95% bootstrap interval, median), DIR/table.md (the same as a
+table), DIR/returns.png and, for two parameters, DIR/heatmap.png.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -20,14 +27,18 @@ import jax.numpy as jnp
 import numpy as np
 
 import cli
+import devices
 import smpc_jax as sj
+from smpc_jax import sharding
 
 SWEEPABLE = ("temperature", "noise_var", "gamma", "tau", "learning_rate")
 flags.DEFINE_string("param", "tau", f"What to sweep: {', '.join(SWEEPABLE)}.")
 flags.DEFINE_list("values", ["0.005", "0.02"], "Values of --param, comma separated.")
-flags.DEFINE_integer("seeds", 2, "Seeds per value.")
+flags.DEFINE_multi_string("grid", [], "NAME=V1,V2,...: one swept parameter of a grid "
+                          "(repeat the flag for more; replaces --param/--values).")
+flags.DEFINE_integer("seeds", 2, "Seeds per combination.")
 flags.DEFINE_integer("seed", 0, "Base seed.")
-flags.DEFINE_string("out_dir", "runs/sweep", "Where summary and plot go.")
+flags.DEFINE_string("out_dir", "runs/sweep", "Where summary, table and plots go.")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -45,75 +56,202 @@ def with_value(state: sj.TrainState, param: str, value) -> sj.TrainState:
   return state.replace(hparams=state.hparams.replace(**{param: jnp.asarray(value, jnp.float32)}))
 
 
-def runs(values, seeds: int, seed: int):
-  """The sweep's runs, value-major: run i has value i // seeds and seed
-  i % seeds, so results reshape to [len(values), seeds]. Returns the run
-  keys [runs, 2] (seed j's key is the same for every value) and values [runs]."""
-  keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-  keys = jnp.tile(keys, (len(values), 1))
-  swept = jnp.repeat(jnp.asarray(values, jnp.float32), seeds)
+def runs(combos, seeds: int, seed: int):
+  """The sweep's runs, combination-major: run i has combination i // seeds
+  and seed i % seeds, so results reshape to [len(combos), seeds]. Returns
+  numpy run keys [R, 2] (seed j's key is the same for every combination)
+  and swept values [R, P]."""
+  keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), seeds))
+  keys = np.tile(keys, (len(combos), 1))
+  swept = np.repeat(np.asarray(combos, np.float32).reshape(len(combos), -1), seeds, axis=0)
   return keys, swept
 
 
+def with_values(state: sj.TrainState, params, values) -> sj.TrainState:
+  """`state` with params[i] set to values[i] ([P], traced)."""
+  for i, p in enumerate(params):
+    state = with_value(state, p, values[i])
+  return state
+
+
+def parse_grid(specs, config: sj.Config):
+  """[(name, [values])] from NAME=V1,V2,... specs, or a ValueError naming
+  the flag, the value and what is allowed. Each value passes Config's checks."""
+  grid = []
+  for spec in specs:
+    name, eq, text = spec.partition("=")
+    name = name.strip()
+    if not eq:
+      raise ValueError(f"grid={spec!r} is invalid; it must be NAME=V1,V2,... "
+                       f"with NAME one of {', '.join(SWEEPABLE)}.")
+    if name not in SWEEPABLE:
+      raise ValueError(f"grid={spec!r} is invalid; NAME must be one of {', '.join(SWEEPABLE)}.")
+    if name in [n for n, _ in grid]:
+      raise ValueError(f"grid={spec!r} is invalid; {name} is swept twice.")
+    items = [v.strip() for v in text.split(",")]
+    if not text.strip() or any(not v for v in items):
+      raise ValueError(f"grid={spec!r} is invalid; give one or more numbers after '=', "
+                       "comma separated.")
+    try:
+      values = [float(v) for v in items]
+    except ValueError:
+      raise ValueError(f"grid={spec!r} is invalid; the values must be numbers.") from None
+    for v in values:
+      sj.validate(config.replace(**{name: v}))
+    grid.append((name, values))
+  return grid
+
+
+def grid_from_flags(config: sj.Config):
+  """The grid asked for by --grid, or by --param/--values; exits with one line."""
+  try:
+    if FLAGS.grid:
+      if FLAGS["param"].present or FLAGS["values"].present:
+        raise ValueError(f"grid={FLAGS.grid[0]!r} is invalid together with --param/--values; "
+                         "use one form.")
+      return parse_grid(FLAGS.grid, config)
+    if FLAGS.param not in SWEEPABLE:
+      raise ValueError(f"param={FLAGS.param!r} is invalid; allowed: {', '.join(SWEEPABLE)}.")
+    if not FLAGS.values or any(not v.strip() for v in FLAGS.values):
+      raise ValueError(f"values={','.join(FLAGS.values)!r} is invalid; give one or more "
+                       "numbers, comma separated.")
+    try:
+      values = [float(v) for v in FLAGS.values]
+    except ValueError:
+      raise ValueError(f"values={','.join(FLAGS.values)!r} is invalid; they must be numbers.") from None
+    for v in values:  # The same checks as the Config's own field.
+      sj.validate(config.replace(**{FLAGS.param: v}))
+    return [(FLAGS.param, values)]
+  except ValueError as e:
+    cli.fail(str(e))
+
+
+def label(params, combo) -> str:
+  return ", ".join(f"{p}={v:g}" for p, v in zip(params, combo))
+
+
+def table_rows(params, combos, final) -> list:
+  """One dict per combination: its values, final-return IQM, 95% interval, median."""
+  return [dict(**dict(zip(params, combo)), iqm=cli.iqm(r), iqm_ci95=cli.iqm_ci(r),
+               median=float(np.median(r)), returns=np.asarray(r).tolist())
+          for combo, r in zip(combos, final)]
+
+
+def write_table(path, params, rows, seeds, steps):
+  lines = [f"Final evaluation return per combination: IQM over {seeds} seed(s) with a 95% "
+           f"percentile-bootstrap interval, {steps} steps each.", "",
+           "| " + " | ".join(params) + " | IQM | 95% CI | median |",
+           "|" + "---:|" * (len(params) + 3)]
+  for r in rows:
+    lo, hi = r["iqm_ci95"]
+    lines.append("| " + " | ".join(f"{r[p]:g}" for p in params)
+                 + f" | {r['iqm']:.1f} | {lo:.0f} - {hi:.0f} | {r['median']:.1f} |")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def plot_heatmap(path, grid, iqms, title=""):
+  """IQM of the final return over a two-parameter grid, one cell per combination
+  (rows: the first parameter, columns: the second), values written in the cells."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  (p0, v0), (p1, v1) = grid
+  z = np.asarray(iqms, np.float64).reshape(len(v0), len(v1))
+  fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(v1), 1.4 + 0.8 * len(v0)))
+  im = ax.imshow(z, cmap="viridis", aspect="auto")
+  ax.set_xticks(range(len(v1)), [f"{v:g}" for v in v1])
+  ax.set_yticks(range(len(v0)), [f"{v:g}" for v in v0])
+  ax.set_xlabel(p1)
+  ax.set_ylabel(p0)
+  mid = np.nanmean(z) if np.isfinite(z).any() else 0.0
+  for i, j in itertools.product(range(len(v0)), range(len(v1))):
+    ax.text(j, i, f"{z[i, j]:.0f}", ha="center", va="center",
+            color="white" if z[i, j] < mid else "black", fontsize=9)
+  fig.colorbar(im, ax=ax, label="IQM of final return")
+  ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def main(argv):
-  del argv
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
-  if FLAGS.param not in SWEEPABLE:
-    cli.fail(f"param={FLAGS.param!r} is invalid; allowed: {', '.join(SWEEPABLE)}.")
-  try:
-    values = [float(v) for v in FLAGS.values]
-  except ValueError:
-    cli.fail(f"values={','.join(FLAGS.values)!r} is invalid; they must be numbers.")
-  for v in values:  # The same checks as the Config's own field.
-    try:
-      sj.validate(config.replace(**{FLAGS.param: v}))
-    except ValueError as e:
-      cli.fail(str(e))
+  grid = grid_from_flags(config)
   if FLAGS.seeds < 1:
     cli.fail(f"seeds={FLAGS.seeds} is invalid; it must be an integer >= 1.")
-  out = cli.ensure_dir(FLAGS.out_dir)
-  n_runs = len(values) * FLAGS.seeds
-  print(f"sweep {FLAGS.param} over {values} x {FLAGS.seeds} seeds = {n_runs} runs in one "
-        f"program, {config.total_steps} steps each", flush=True)
+  params = [p for p, _ in grid]
+  combos = list(itertools.product(*[v for _, v in grid]))  # [C] tuples of [P]
+  n_seeds, n_runs = FLAGS.seeds, len(combos) * FLAGS.seeds
+  mesh = devices.setup(
+      n_runs, f"seeds={n_seeds} (x {len(combos)} combinations = {n_runs} runs)")
+  writer = sharding.is_writer()
+  print_ = print if writer else (lambda *a, **k: None)
+  out = cli.ensure_dir(FLAGS.out_dir) if writer else os.devnull
+  print_(f"sweep {' x '.join(f'{p} {v}' for p, v in grid)}: {len(combos)} combination(s) x "
+         f"{n_seeds} seed(s) = {n_runs} runs in one program, {config.total_steps} steps each, "
+         f"{devices.describe(mesh)}", flush=True)
 
-  keys, swept = runs(values, FLAGS.seeds, FLAGS.seed)
-  init = jax.vmap(lambda k, v: with_value(sj.init(config, k), FLAGS.param, v))
-  state = jax.jit(init)(keys, swept)
+  keys, swept = runs(combos, n_seeds, FLAGS.seed)  # [R, 2], [R, P]
+  place = lambda x: (jnp.asarray(x) if mesh is None else jax.make_array_from_callback(
+      x.shape, sharding.seed_sharding(mesh), lambda idx: x[idx]))
+  init = jax.vmap(lambda k, v: with_values(sj.init(config, k), params, v))
+  state = sharding.seed_jit(init, mesh)(place(keys), place(swept))
   chunk = min(config.chunk_steps, config.total_steps)
   t0 = time.perf_counter()
-  run = jax.jit(jax.vmap(lambda s: sj.run(s, chunk)), donate_argnums=0)
+  run = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, chunk)), mesh,
+                          donate_argnums=0).lower(state).compile()  # once
   steps, curves, done = [], [], 0
   while done < config.total_steps:  # total_steps is rounded up to whole chunks
     state, m = run(state)
-    m = jax.device_get(m)
+    m = sharding.gather(m)  # every leaf [R, chunk]
     done += chunk
     rets = [m["episode_return"][i][m["done"][i]] for i in range(n_runs)]
     curves.append([float(np.mean(r)) if len(r) else float("nan") for r in rets])
     steps.append(done)
-    by_value = np.nanmedian(np.reshape(curves[-1], (len(values), -1)), 1)
-    print(f"step {done:>8d}  median train return per value "
-          f"{np.round(by_value, 0).tolist()}  ({time.perf_counter() - t0:.0f}s)", flush=True)
-  evaluate = jax.jit(jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)))
-  final = np.asarray(evaluate(state, jax.random.split(jax.random.PRNGKey(FLAGS.seed + 10_000),
-                                                      n_runs))).mean(1)
-  final = final.reshape(len(values), FLAGS.seeds)
+    with np.errstate(all="ignore"):
+      by_combo = np.nanmedian(np.reshape(curves[-1], (len(combos), -1)), 1)
+    print_(f"step {done:>8d}  median train return per combination "
+           f"{np.round(by_combo, 0).tolist()}  ({time.perf_counter() - t0:.0f}s)", flush=True)
+  evaluate = sharding.seed_jit(jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)),
+                               mesh)
+  eval_keys = sharding.seed_keys(jax.random.PRNGKey(FLAGS.seed + 10_000), n_runs, mesh)
+  final = sharding.gather(evaluate(state, eval_keys)).mean(1).reshape(len(combos), n_seeds)
+  rows = table_rows(params, combos, final)
   summary = dict(
-      env=config.env, param=FLAGS.param, values=values, seeds=FLAGS.seeds,
-      total_steps=done, final_returns=final.tolist(),
-      final_return_iqm=[cli.iqm(r) for r in final],
-      final_return_iqm_ci95=[cli.iqm_ci(r) for r in final],
-      final_return_median=[float(np.median(r)) for r in final],
+      env=config.env, params=params, grid={p: v for p, v in grid},
+      combinations=[list(c) for c in combos], seeds=n_seeds, total_steps=done,
+      final_returns=final.tolist(),
+      final_return_iqm=[r["iqm"] for r in rows],
+      final_return_iqm_ci95=[r["iqm_ci95"] for r in rows],
+      final_return_median=[r["median"] for r in rows], table=rows,
       wall_s=time.perf_counter() - t0, backend=jax.devices()[0].platform,
-      config={k: v for k, v in config.__dict__.items()})
+      devices=jax.device_count() if mesh is not None else 1,
+      processes=jax.process_count(), config={k: v for k, v in config.__dict__.items()})
+  if len(grid) == 1:  # The one-parameter form's keys, as before.
+    summary.update(param=params[0], values=grid[0][1])
+  if not writer:
+    return
   cli.write_json(os.path.join(out, "summary.json"), summary)
-  curves = np.asarray(curves).T.reshape(len(values), FLAGS.seeds, -1)
-  cli.plot_sweep(os.path.join(out, "returns.png"), steps, curves, values,
-                 title=f"softMPCritic, {config.env}: {FLAGS.param} sweep, {FLAGS.seeds} seeds each")
-  for v, r in zip(values, final):
-    print(f"{FLAGS.param}={v:g}: final evaluation returns {np.round(r, 1).tolist()}  "
-          f"IQM {cli.iqm(r):.1f} (95% CI {cli.iqm_ci(r)[0]:.0f}-{cli.iqm_ci(r)[1]:.0f})")
-  print(f"wrote {out}/summary.json, returns.png")
+  write_table(os.path.join(out, "table.md"), params, rows, n_seeds, done)
+  curves = np.asarray(curves).T.reshape(len(combos), n_seeds, -1)
+  names = grid[0][1] if len(grid) == 1 else [label(params, c) for c in combos]
+  cli.plot_sweep(os.path.join(out, "returns.png"), steps, curves, names,
+                 title=f"softMPCritic, {config.env}: {' x '.join(params)} sweep, "
+                       f"{n_seeds} seeds each")
+  written = ["summary.json", "table.md", "returns.png"]
+  if len(grid) == 2:
+    plot_heatmap(os.path.join(out, "heatmap.png"), grid, summary["final_return_iqm"],
+                 title=f"{config.env}, {done} steps, IQM over {n_seeds} seeds")
+    written.append("heatmap.png")
+  for r, combo in zip(rows, combos):
+    lo, hi = r["iqm_ci95"]
+    print(f"{label(params, combo)}: final evaluation returns {np.round(r['returns'], 1).tolist()}  "
+          f"IQM {r['iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f})")
+  print(f"wrote {out}/" + ", ".join(written))
 
 
 if __name__ == "__main__":

@@ -1,132 +1,300 @@
 """Train softMPCritic on several seeds at once, in one compiled program.
 
   python experiments/train.py --env=idp --seeds=5 --total_steps=20000 --out_dir=DIR
+  python experiments/train.py ...same flags... --resume     # continue DIR's run
 
 Every Config field is a flag (see --helpfull); unset ones keep the env preset.
-Writes DIR/metrics.jsonl (one line per chunk), DIR/summary.json and
-DIR/returns.png. The only Python loop runs once per chunk of steps.
+Writes DIR/metrics.jsonl (one line per chunk), DIR/summary.json, DIR/returns.png
+(refreshed during the run), DIR/checkpoints/ (orbax, every --checkpoint_every
+steps, the last --keep_checkpoints kept) and, with --tensorboard,
+DIR/tensorboard/. SIGINT/SIGTERM stop after the current chunk with a
+checkpoint; a second signal stops at once. The only Python loop runs once per
+chunk of steps.
 """
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import json
 import os
+import shutil
+import sys
 import time
 
 from absl import app, flags, logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import cli
+import devices
+import progress as show
+import signals
 import smpc_jax as sj
+from smpc_jax import checkpoint as ckpt
+from smpc_jax import sharding
 
 flags.DEFINE_integer("seeds", 1, "Independent runs, vmapped in one program.")
 flags.DEFINE_integer("seed", 0, "Base seed; run i uses PRNGKey(seed) split i ways.")
-flags.DEFINE_string("out_dir", "runs/latest", "Where metrics, summary and plot go.")
+flags.DEFINE_string("out_dir", "runs/latest", "Where metrics, summary, plot and checkpoints go.")
 flags.DEFINE_integer("eval_every", 0, "Evaluate every this many chunks (0: only at the end).")
+flags.DEFINE_integer("checkpoint_every", 10_000,
+                     "Save a checkpoint every this many env steps (0: only at the end and "
+                     "on a signal).")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the latest ones).")
+flags.DEFINE_boolean("resume", False, "Continue the run in --out_dir from its latest checkpoint.")
+flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
+flags.DEFINE_boolean("tensorboard", False, "Write TensorBoard scalars to OUT_DIR/tensorboard.")
+flags.DEFINE_integer("plot_every_s", 30, "Refresh returns.png at most this often (seconds).")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
+DRIVER_FLAGS = ("seeds", "seed", "out_dir", "eval_every", "checkpoint_every",
+                "keep_checkpoints", "resume", "overwrite", "tensorboard", "plot_every_s")
+# What a previous run leaves in OUT_DIR.
+RUN_FILES = ("metrics.jsonl", "summary.json", "returns.png", "checkpoints", "tensorboard")
+TIMING = ("sps",)  # metrics-line fields that depend on the machine's speed
+
+
+def check_flags():
+  """Driver flags, validated before anything compiles."""
+  for name, low in (("seeds", 1), ("eval_every", 0), ("checkpoint_every", 0),
+                    ("keep_checkpoints", 1), ("plot_every_s", 0)):
+    if getattr(FLAGS, name) < low:
+      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= {low}.")
+  if FLAGS.resume and FLAGS.overwrite:
+    cli.fail("resume and overwrite were both given; choose one.")
+
+
+def prepare_out_dir(out):
+  """Refuses to mix two runs in one directory unless told what to do."""
+  cli.check_dir(out)
+  previous = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+  if FLAGS.resume:
+    if not os.path.isdir(os.path.join(out, "checkpoints")):
+      cli.fail(f"resume: out_dir={out!r} holds no checkpoints to resume from.")
+  elif previous and not FLAGS.overwrite:
+    cli.fail(f"out_dir={out!r} holds a previous run ({', '.join(previous)}); "
+             f"pass --resume to continue it or --overwrite to replace it.")
+  elif previous:
+    for f in previous:
+      path = os.path.join(out, f)
+      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  cli.ensure_dir(out)
+
+
+def fresh_run(config, n_seeds, mesh):
+  keys = sharding.seed_keys(jax.random.PRNGKey(FLAGS.seed), n_seeds, mesh)  # [S, 2]
+  state = sharding.seed_jit(jax.vmap(lambda k: sj.init(config, k)), mesh)(keys)
+  run = dict(config=ckpt.config_to_dict(config), seeds=n_seeds, seed=FLAGS.seed,
+             done_steps=0, chunk_index=0, run_s=0.0,
+             eval_key=ckpt.to_jsonable(jax.random.PRNGKey(FLAGS.seed + 10_000)),
+             steps=[], curves=[], eval_points=[], lines=[])
+  return state, run
+
+
+def resumed_run(mngr, config, n_seeds, mesh):
+  """The latest checkpoint, checked against the flags (one line and exit 2
+  on any difference that would change the run)."""
+  step = mngr.latest_step()
+  if step is None:
+    cli.fail(f"resume: no complete checkpoint in {mngr.directory}.")
+  try:
+    saved = ckpt.read_progress(mngr, step)
+    for name, want in (("seeds", n_seeds), ("seed", FLAGS.seed)):
+      if saved.get(name) != want:
+        cli.fail(f"resume: {name}={saved.get(name)!r} in the checkpoint, {want!r} in the "
+                 f"flags; resume with the same {name}.")
+    differs = ckpt.mismatch(ckpt.config_from_dict(saved["config"]), config)
+    if differs:
+      cli.fail(f"resume: {differs}; only {', '.join(ckpt.RESUMABLE_FIELDS)} may change.")
+    state, run = ckpt.restore(mngr, step, mesh)
+    state = ckpt.extend(state, config)
+  except (ckpt.CheckpointError, KeyError, TypeError) as e:
+    cli.fail(f"resume: {e}.")
+  run["config"] = ckpt.config_to_dict(config)
+  return state, run
+
+
+def algorithm(config) -> str:
+  return "softMPCritic" if config.uses_model else "DDPG"
+
+
+def metrics_line(m, done_steps, sps) -> dict:
+  """The chunk's metrics (every leaf [S, n]) reduced per seed."""
+  n_seeds = m["done"].shape[0]
+  finished = [m["episode_return"][i][m["done"][i]].tolist() for i in range(n_seeds)]
+  return dict(step=done_steps, episode_returns=finished,
+              mean_return=[float(np.mean(r)) if r else float("nan") for r in finished],
+              q_loss=np.mean(m["q_loss"], 1).tolist(),
+              dyn_loss=np.mean(m["dyn_loss"], 1).tolist(),
+              q_mean=np.mean(m["q_mean"], 1).tolist(),
+              target_mean=np.mean(m["target_mean"], 1).tolist(),
+              online_ess=np.median(m["online_ess"], 1).tolist(), sps=sps)
+
+
+def write_outputs(out, config, run, final=None, extra=None):
+  """summary.json and returns.png for the steps done so far."""
+  summary = dict(env=config.env, seeds=run["seeds"], seed=run["seed"],
+                 total_steps=config.total_steps, steps_done=run["done_steps"],
+                 finished=final is not None,
+                 sps=run["done_steps"] / max(run["run_s"], 1e-9),
+                 backend=jax.devices()[0].platform, device=str(jax.devices()[0].device_kind),
+                 jax_version=jax.__version__, command=cli.command_line(),
+                 flags=cli.flag_values(DRIVER_FLAGS),
+                 config=dataclasses.asdict(config))
+  if final is not None:  # [S, episodes]
+    r = final.mean(1)
+    summary.update(final_returns=r.tolist(), final_episode_returns=final.tolist(),
+                   final_return_iqm=cli.iqm(r), final_return_iqm_ci95=cli.iqm_ci(r),
+                   final_return_median=float(np.median(r)))
+  summary.update(extra or {})
+  cli.write_json(os.path.join(out, "summary.json"), summary)
+  plot(out, config, run)
+  return summary
+
+
+def plot(out, config, run):
+  if run["steps"]:
+    cli.plot_returns(os.path.join(out, "returns.png"), run["steps"],
+                     np.array(run["curves"], np.float64).T,
+                     [(s, np.asarray(r)) for s, r in run["eval_points"]],
+                     title=f"{algorithm(config)}, {config.env}, {run['seeds']} seeds")
+
 
 def main(argv):
-  del argv
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
-  if FLAGS.seeds < 1:
-    cli.fail(f"seeds={FLAGS.seeds} is invalid; it must be an integer >= 1.")
-  if FLAGS.eval_every < 0:
-    cli.fail(f"eval_every={FLAGS.eval_every} is invalid; it must be >= 0.")
-  out = cli.ensure_dir(FLAGS.out_dir)
-  n_seeds, chunk = FLAGS.seeds, min(config.chunk_steps, config.total_steps)
-  name = "DDPG" if not config.uses_model else "softMPCritic"
-  print(f"{name} (control={config.control}, targets={config.targets}) on {config.env}: "
-        f"{n_seeds} seed(s) x {config.total_steps} steps, {jax.devices()[0].platform} backend",
-        flush=True)
+  check_flags()
+  out, n_seeds = FLAGS.out_dir, FLAGS.seeds
+  mesh = devices.setup(n_seeds)  # None: one device; else the seeds over a mesh.
+  # With several processes, process 0 alone prints and writes files; all of
+  # them compute, gather metrics and save their shards of the checkpoints.
+  writer = sharding.is_writer()
+  print = builtins.print if writer else (lambda *a, **k: None)  # noqa: A001
+  if writer:
+    prepare_out_dir(out)
+  sharding.barrier("out_dir")  # prepared before any process reads or saves there
+  mngr = ckpt.manager(os.path.join(out, "checkpoints"), FLAGS.keep_checkpoints)
+  if FLAGS.resume:
+    state, run = resumed_run(mngr, config, n_seeds, mesh)
+    state = sharding.reshard(state, mesh)  # as the compiled chunk's outputs are placed
+  else:
+    state, run = fresh_run(config, n_seeds, mesh)
+  stop = signals.StopRequest()
+  print(f"{algorithm(config)} (control={config.control}, targets={config.targets}) on "
+        f"{config.env}: {n_seeds} seed(s) x {config.total_steps} steps, "
+        f"{devices.describe(mesh)}"
+        + (f", resumed at step {run['done_steps']}" if FLAGS.resume else ""), flush=True)
   print(config, flush=True)
 
   t0 = time.perf_counter()
-  keys = jax.random.split(jax.random.PRNGKey(FLAGS.seed), n_seeds)
-  state = jax.jit(jax.vmap(lambda k: sj.init(config, k)))(keys)
-  chunks = {}  # Steps per compiled chunk -> compiled program (at most two).
+  chunk = min(config.chunk_steps, config.total_steps)
+  chunks = {}  # steps per compiled chunk -> compiled program (at most two)
 
   def compiled(n):
-    if n not in chunks:
-      chunks[n] = jax.jit(jax.vmap(lambda s: sj.run(s, n)), donate_argnums=0).lower(
-          state).compile()
+    if n not in chunks:  # Lowered once; a Compiled refuses inputs sharded otherwise.
+      chunks[n] = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, n)), mesh,
+                                    donate_argnums=0).lower(state).compile()
     return chunks[n]
 
-  evaluate = jax.jit(jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)))
-  eval_key = jax.random.PRNGKey(FLAGS.seed + 10_000)
+  evaluate = sharding.seed_jit(
+      jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)), mesh)
   compiled(chunk)
   compile_s = time.perf_counter() - t0
   print(f"compiled in {compile_s:.1f}s", flush=True)
+  tb = (show.TensorBoard(os.path.join(out, "tensorboard"))
+        if FLAGS.tensorboard and writer else None)
 
-  steps, curves, eval_points, run_s = [], [], [], 0.0
-  done_steps = 0
-  with open(os.path.join(out, "metrics.jsonl"), "w") as log:
-    chunk_index = 0
-    while done_steps < config.total_steps:
-      n = min(chunk, config.total_steps - done_steps)
+  with open(os.path.join(out, "metrics.jsonl") if writer else os.devnull, "w") as log:
+    for line in run["lines"]:  # a resumed run rewrites the lines up to its checkpoint
+      log.write(json.dumps(line) + "\n")
+    log.flush()
+    last_plot = time.perf_counter()
+    while run["done_steps"] < config.total_steps:
+      before = run["done_steps"]
+      n = min(chunk, config.total_steps - before)
       t = time.perf_counter()
       state, m = compiled(n)(state)
-      m = jax.device_get(m)  # every leaf [S, n]
+      m = sharding.gather(m)  # every leaf [S, n], numpy, on every process
       dt = time.perf_counter() - t
-      run_s += dt
-      done_steps += n
-      chunk_index += 1
-      finished = [m["episode_return"][i][m["done"][i]].tolist() for i in range(n_seeds)]
-      mean_ret = [float(np.mean(r)) if r else float("nan") for r in finished]
-      line = dict(step=done_steps, episode_returns=finished, mean_return=mean_ret)
-      # Per-seed chunk means; dyn_loss, actor_q and online_ess only where the
-      # run's control/targets switches use a model, an actor, the planner.
-      for name in ("q_loss", "dyn_loss", "q_mean", "target_mean", "actor_q"):
-        if name in m:
-          line[name] = np.mean(m[name], 1).tolist()
-      if "online_ess" in m:
-        line["online_ess"] = np.median(m["online_ess"], 1).tolist()
-      line["sps"] = n / dt
-      if FLAGS.eval_every and chunk_index % FLAGS.eval_every == 0:
-        eval_key, k = jax.random.split(eval_key)
-        r = np.asarray(evaluate(state, jax.random.split(k, n_seeds))).mean(1)
+      done = before + n
+      line = metrics_line(m, done, n / dt)
+      bad = show.first_nonfinite(m["finite"], before + 1)
+      if bad:
+        log.write(json.dumps(cli.strict(line)) + "\n")
+        log.flush()
+        seed, quantity, step = bad
+        kept = mngr.latest_step()
+        print(f"error: non-finite {quantity} in seed {seed} at step {step}; stopped. "
+              + (f"The last good checkpoint (step {kept}) is kept in {mngr.directory}."
+                 if kept is not None else "No checkpoint was saved before it."),
+              file=sys.stderr)
+        sys.exit(1)
+      run["done_steps"], run["run_s"] = done, run["run_s"] + dt
+      run["chunk_index"] += 1
+      if FLAGS.eval_every and run["chunk_index"] % FLAGS.eval_every == 0:
+        eval_key, k = jax.random.split(np.asarray(run["eval_key"], np.uint32))
+        r = sharding.gather(evaluate(state, sharding.seed_keys(k, n_seeds, mesh))).mean(1)
+        run["eval_key"] = ckpt.to_jsonable(eval_key)
         line["eval_returns"] = r.tolist()
-        eval_points.append((done_steps, r))
-      log.write(json.dumps(line) + "\n")
+        run["eval_points"].append((done, r.tolist()))
+      run["lines"].append(cli.strict(line))
+      log.write(json.dumps(run["lines"][-1]) + "\n")
       log.flush()
-      steps.append(done_steps)
-      curves.append(mean_ret)
-      with np.errstate(all="ignore"):
-        med = np.nanmedian(mean_ret) if np.any(np.isfinite(mean_ret)) else float("nan")
-      print(f"step {done_steps:>8d}  median train return {med:9.1f}  "
-            f"q_loss {np.mean(line['q_loss']):9.3g}  "
-            f"dyn_loss {np.mean(line.get('dyn_loss', np.nan)):8.3g}  "
-            f"sps/seed {n / dt:7.1f}", flush=True)
+      run["steps"].append(done)
+      run["curves"].append(line["mean_return"])
+      sps_all = run["done_steps"] / run["run_s"]
+      print(show.chunk_line(done, config.total_steps, n / dt, line,
+                            (config.total_steps - done) / max(sps_all, 1e-9)), flush=True)
+      if tb:
+        tb.write(done, line)
+      every = FLAGS.checkpoint_every
+      stopping = sharding.any_process(stop.requested)  # every process stops at one chunk
+      if (stopping or done == config.total_steps
+          or (every and done // every > before // every)):
+        ckpt.save(mngr, done, state, run)
+      if stopping:
+        # A process that got no signal itself stops with the others (SIGTERM's code).
+        name = stop.name if stop.requested else "another process's signal"
+        if tb:
+          tb.close()
+        if writer:
+          write_outputs(out, config, run, extra=dict(stopped_by=name, compile_s=compile_s))
+        print(f"stopped by {name} at step {done}; resume with: "
+              f"{cli.command_line(drop=('resume', 'overwrite'), add=('--resume',))}",
+              flush=True)
+        sys.exit(stop.exit_code if stop.requested else 128 + 15)
+      if writer and time.perf_counter() - last_plot >= FLAGS.plot_every_s:
+        plot(out, config, run)
+        last_plot = time.perf_counter()
 
-  eval_key, k = jax.random.split(eval_key)
+  # The final evaluation draws from a copy of the key: the checkpoint keeps
+  # the run's own, so a longer run resumed from here evaluates as if started long.
+  _, k = jax.random.split(np.asarray(run["eval_key"], np.uint32))
   t = time.perf_counter()
-  final = np.asarray(evaluate(state, jax.random.split(k, n_seeds)))  # [S, episodes]
+  final = sharding.gather(evaluate(state, sharding.seed_keys(k, n_seeds, mesh)))  # [S, episodes]
   eval_s = time.perf_counter() - t
-  final_returns = final.mean(1)
-  eval_points.append((done_steps, final_returns))
-  summary = dict(
-      env=config.env, seeds=n_seeds, total_steps=config.total_steps,
-      final_returns=final_returns.tolist(),
-      final_episode_returns=final.tolist(),
-      final_return_iqm=cli.iqm(final_returns),
-      final_return_iqm_ci95=cli.iqm_ci(final_returns),
-      final_return_median=float(np.median(final_returns)),
-      sps=config.total_steps / run_s, compile_s=compile_s, eval_s=eval_s,
-      wall_s=time.perf_counter() - t0, backend=jax.devices()[0].platform,
-      device=str(jax.devices()[0].device_kind), jax_version=jax.__version__,
-      config={k: v for k, v in config.__dict__.items()})
-  cli.write_json(os.path.join(out, "summary.json"), summary)
-  cli.plot_returns(os.path.join(out, "returns.png"), steps, np.array(curves).T, eval_points,
-                   title=f"{name}, {config.env}, {n_seeds} seeds")
-  print(f"final evaluation returns per seed: {np.round(final_returns, 1).tolist()}")
+  run["eval_points"].append((run["done_steps"], final.mean(1).tolist()))
+  if tb:
+    tb.write(run["done_steps"], dict(eval_returns=final.mean(1).tolist(),
+                                     sps=run["done_steps"] / run["run_s"]))
+    tb.close()
+  if not writer:
+    return
+  summary = write_outputs(out, config, run, final,
+                          extra=dict(compile_s=compile_s, eval_s=eval_s,
+                                     wall_s=time.perf_counter() - t0,
+                                     devices=jax.device_count() if mesh is not None else 1,
+                                     processes=jax.process_count(),
+                                     chunk_programs=len(chunks)))
+  print(f"final evaluation returns per seed: {np.round(final.mean(1), 1).tolist()}")
   lo, hi = summary["final_return_iqm_ci95"]
-  print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  median {summary['final_return_median']:.1f}  "
-        f"sps/seed {summary['sps']:.1f}  compile {compile_s:.1f}s  wall {summary['wall_s']:.1f}s")
-  print(f"wrote {out}/metrics.jsonl, summary.json, returns.png")
+  print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  "
+        f"median {summary['final_return_median']:.1f}  sps/seed {summary['sps']:.1f}  "
+        f"compile {compile_s:.1f}s  wall {summary['wall_s']:.1f}s")
+  print(f"wrote {out}/metrics.jsonl, summary.json, returns.png, checkpoints/")
 
 
 if __name__ == "__main__":

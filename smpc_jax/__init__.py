@@ -8,11 +8,14 @@ Where the paper lives:
   replay.py      the buffer of (s, a, r, s', terminated, plan).
   actor.py       the DDPG-style actor of Fig. 3's ablations and the DDPG
                  baseline (Config.control / Config.targets = "actor").
+  checkpoint.py  orbax checkpoints of the whole run state (exact resume).
+  sharding.py    seeds over devices and processes (jax.sharding).
   envs/          the paper's tasks on MJX (and brax's), known reward and termination.
   evaluation.py  evaluation episodes.
   config.py      the frozen Config and its presets.
 """
 
+from smpc_jax import _quiet  # noqa: F401  (first: silences two third-party notices)
 from smpc_jax.config import Config, PRESETS, preset, validate
 from smpc_jax.evaluation import evaluate
 from smpc_jax.planner import Model, MPPIResult, mppi, shift

@@ -9,6 +9,7 @@ training state by `smpc_jax.train.init`, so `vmap` can give each run its own.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Tuple
 
 ENVS = ("idp", "hopper", "idp_brax", "hopper_brax")
@@ -131,6 +132,10 @@ def validate(config: Config) -> Config:
        "it must be an integer >= 0 (0: the env's default)")
   need(isinstance(c.horizon, int) and c.horizon >= 0, "horizon",
        "it must be an integer >= 0")
+  for name in ("temperature", "noise_var", "gamma", "tau", "learning_rate"):
+    value = getattr(c, name)
+    need(isinstance(value, (int, float)) and math.isfinite(value), name,
+         "it must be a finite number")
   need(c.temperature > 0, "temperature", "it must be > 0")
   need(c.noise_var > 0, "noise_var", "it must be > 0")
   need(0 < c.gamma <= 1, "gamma", "it must lie in (0, 1]")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,8 @@ def capacity(state: ReplayState) -> int:
 
 def add(state: ReplayState, item: Transition) -> ReplayState:
   """Writes one transition at the cursor; the oldest row goes when full."""
+  # Where data enters the buffer: each field must have its row's shape.
+  jax.tree.map(lambda buf, x: chex.assert_shape(x, buf.shape[1:]), state.data, item)
   data = jax.tree.map(lambda buf, x: buf.at[state.cursor].set(x), state.data, item)
   cap = capacity(state)
   return ReplayState(data, (state.cursor + 1) % cap, jnp.minimum(state.size + 1, cap))

@@ -187,6 +187,10 @@ def _targets(state: TrainState, key, batch: replay.Transition):
   return y, targets.plan
 
 
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   """One environment step and one round of updates (Algorithm 2, lines 3-14).
 
@@ -264,6 +268,11 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       target_mean=jnp.mean(y),
       **learn_metrics,  # dyn_loss where a model learns, actor_q where an actor does
       **act_metrics,  # online_value, online_ess where MPPI acts
+      # Non-finite guard: the driver stops at the first False.
+      finite=dict(q_loss=jnp.isfinite(q_loss), q=jnp.all(jnp.isfinite(q_pred)),
+                  target=jnp.all(jnp.isfinite(y)),
+                  params=_all_finite((q_params, dyn_params, actor_params)),
+                  **{k: jnp.isfinite(v) for k, v in learn_metrics.items()}),
   )
   new_state = state.replace(
       step=step,

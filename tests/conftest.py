@@ -1,7 +1,13 @@
 """Shared test helpers."""
 
+import os
+
 import jax
 import numpy as np
+
+# MuJoCo picks its OpenGL platform when first imported: render headless
+# (EGL; MUJOCO_GL=osmesa also works) in every test process.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def assert_trees_equal(a, b):

@@ -33,6 +33,12 @@ def test_presets_hold_the_paper_defaults():
     ("horizon", -1, "horizon=-1 is invalid"),
     ("noise_var", 0.0, "noise_var=0.0 is invalid"),
     ("hidden_sizes", (), "hidden_sizes=() is invalid"),
+    # Non-finite floats pass `> 0` style checks (inf) or slip through (nan).
+    ("temperature", float("inf"), "temperature=inf is invalid; it must be a finite number"),
+    ("noise_var", float("nan"), "noise_var=nan is invalid; it must be a finite number"),
+    ("learning_rate", float("inf"), "learning_rate=inf is invalid; it must be a finite number"),
+    ("tau", float("nan"), "tau=nan is invalid; it must be a finite number"),
+    ("gamma", float("-inf"), "gamma=-inf is invalid; it must be a finite number"),
 ])
 def test_invalid_values_name_the_field(field, value, words):
   with pytest.raises(ValueError) as e:

@@ -49,3 +49,10 @@ def test_write_plans_lands_at_the_sampled_rows_only():
   # Nothing else moved.
   np.testing.assert_array_equal(out.data.reward, state.data.reward)
   assert int(out.cursor) == int(state.cursor) and int(out.size) == int(state.size)
+
+
+def test_add_rejects_a_transition_of_another_shape():
+  import pytest
+  state = replay.init(3, _item(0))
+  with pytest.raises(AssertionError, match="shape"):
+    replay.add(state, _item(1, h1=4))  # a plan of another horizon

@@ -47,8 +47,8 @@ def test_runs_are_value_major_with_the_same_seeds_per_value(sweep_module):
   value. Planted bug seen to fail it: keys repeated and values tiled (the
   seed-major layout) while the summary reshapes value-major."""
   values, seeds = [0.1, 0.2, 0.3], 4
-  keys, swept = sweep_module.runs(values, seeds, 7)
-  assert keys.shape == (12, 2) and swept.shape == (12,)
+  keys, swept = sweep_module.runs([(v,) for v in values], seeds, 7)
+  assert keys.shape == (12, 2) and swept.shape == (12, 1)
   seed_keys = np.asarray(jax.random.split(jax.random.PRNGKey(7), seeds))
   by_value = np.asarray(swept).reshape(len(values), seeds)
   np.testing.assert_allclose(by_value, np.repeat(np.array(values, np.float32)[:, None], seeds, 1))
@@ -61,25 +61,74 @@ def test_runs_are_value_major_with_the_same_seeds_per_value(sweep_module):
                           "gamma, tau, learning_rate."),
     (["--param=tau", "--values=0.1,2"], "error: tau=2.0 is invalid; it must lie in (0, 1]."),
     (["--values=a"], "error: values='a' is invalid; they must be numbers."),
+    (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers "
+                              "after '=', comma separated."),
+    (["--grid=tau=0.1,0.2", "--seeds=1", "--shard_seeds"],
+     "error: seeds=1 (x 2 combinations = 2 runs) is invalid with --shard_seeds; the run count "
+     "must be a multiple of the device count 4 (e.g. 4)."),
 ])
 def test_sweep_rejects_bad_input_in_one_line(args, words, tmp_path):
   out = subprocess.run([sys.executable, SWEEP, f"--out_dir={tmp_path}/run", *args],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                XLA_FLAGS="--xla_force_host_platform_device_count=4"))
   assert out.returncode == 2, out.stderr
   assert [l for l in out.stderr.splitlines() if l.startswith("error:")] == [words]
   assert "Traceback" not in out.stderr
   assert not os.path.exists(f"{tmp_path}/run")
 
 
-def test_sweep_writes_summary_and_plot(tmp_path):
-  out = subprocess.run([sys.executable, SWEEP, "--param=temperature", "--values=0.1,1",
-                        "--seeds=2", *TINY, f"--out_dir={tmp_path}/run"],
-                       capture_output=True, text=True, timeout=600)
+def test_grid_sweep_sharded_writes_table_and_heatmap(tmp_path):
+  """A 2 x 2 grid x 1 seed: 4 runs in one program, 2 per device over 2 devices."""
+  out = subprocess.run([sys.executable, SWEEP, "--grid=temperature=0.1,1", "--grid=tau=0.005,0.05",
+                        "--seeds=1", "--shard_seeds", *TINY, f"--out_dir={tmp_path}/run"],
+                       capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                XLA_FLAGS="--xla_force_host_platform_device_count=2"))
   assert out.returncode == 0, out.stderr[-2000:]
   summary = json.load(open(f"{tmp_path}/run/summary.json"))
-  assert summary["values"] == [0.1, 1.0]
-  assert np.shape(summary["final_returns"]) == (2, 2)
-  assert open(f"{tmp_path}/run/returns.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  assert summary["params"] == ["temperature", "tau"] and summary["devices"] == 2
+  assert summary["combinations"] == [[0.1, 0.005], [0.1, 0.05], [1.0, 0.005], [1.0, 0.05]]
+  assert np.shape(summary["final_returns"]) == (4, 1)
+  rows = summary["table"]
+  assert [(r["temperature"], r["tau"]) for r in rows] == [tuple(c) for c in summary["combinations"]]
+  for r, ret in zip(rows, summary["final_returns"]):
+    assert r["returns"] == ret and r["iqm"] == pytest.approx(ret[0])
+  table = open(f"{tmp_path}/run/table.md").read().splitlines()
+  assert table[2] == "| temperature | tau | IQM | 95% CI | median |"
+  assert len([l for l in table if l.startswith("| ")]) == 1 + 4
+  for name in ("returns.png", "heatmap.png"):
+    assert open(f"{tmp_path}/run/{name}", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parse_grid_orders_and_validates(sweep_module):
+  config = sj.preset("idp")
+  grid = sweep_module.parse_grid(["temperature=0.1, 1", "learning_rate=1e-3"], config)
+  assert grid == [("temperature", [0.1, 1.0]), ("learning_rate", [1e-3])]
+
+
+@pytest.mark.parametrize("specs,words", [
+    (["tau="], "grid='tau=' is invalid; give one or more numbers after '=', comma separated."),
+    (["tau"], "grid='tau' is invalid; it must be NAME=V1,V2,... with NAME one of "
+              "temperature, noise_var, gamma, tau, learning_rate."),
+    (["horizon=1,2"], "grid='horizon=1,2' is invalid; NAME must be one of "
+                      "temperature, noise_var, gamma, tau, learning_rate."),
+    (["tau=0.1", "tau=0.2"], "grid='tau=0.2' is invalid; tau is swept twice."),
+    (["tau=0.1,x"], "grid='tau=0.1,x' is invalid; the values must be numbers."),
+    (["gamma=0.9,1.5"], "gamma=1.5 is invalid; it must lie in (0, 1]."),
+    (["temperature=-1"], "temperature=-1.0 is invalid; it must be > 0."),
+])
+def test_parse_grid_rejects_bad_specs(sweep_module, specs, words):
+  with pytest.raises(ValueError) as e:
+    sweep_module.parse_grid(specs, sj.preset("idp"))
+  assert str(e.value) == words
+
+
+def test_with_values_sets_every_swept_leaf(sweep_module):
+  config = sj.preset("idp", num_samples=8, target_samples=4, hidden_sizes=(8,))
+  state = sweep_module.with_values(sj.init(config, jax.random.PRNGKey(0)),
+                                   ["temperature", "tau"], jnp.array([0.5, 0.25]))
+  assert float(state.hparams.temperature) == 0.5 and float(state.hparams.tau) == 0.25
 
 
 def test_iqm_and_its_bootstrap_interval(sweep_module):

@@ -97,3 +97,16 @@ def test_short_run_learns(tmp_path):
   print("eval return before", before, "after", after, "after, without Q", no_q)
   assert float(jnp.mean(after)) > 1.5 * float(jnp.mean(before)) + 50.0
   assert float(jnp.mean(after)) > 1.2 * float(jnp.mean(no_q)) + 20.0
+
+
+def test_nonfinite_flags_are_computed_in_the_step(state0):
+  """The step reports, per quantity, whether it stayed finite; a NaN planted
+  in the Q-network's parameters shows in its loss, its values and params."""
+  step = jax.jit(sj.train_step)
+  _, m = step(state0, jax.random.PRNGKey(1))
+  assert set(m["finite"]) == {"q_loss", "dyn_loss", "q", "target", "params"}
+  assert all(bool(v) for v in m["finite"].values())
+  poisoned = state0.replace(q_params=jax.tree.map(lambda x: x * jnp.nan, state0.q_params))
+  _, m = step(poisoned, jax.random.PRNGKey(1))
+  flags = {k: bool(v) for k, v in m["finite"].items()}
+  assert not flags["q_loss"] and not flags["q"] and not flags["params"], flags

@@ -13,8 +13,6 @@ Episodes have no time limit here: the training step truncates at
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from typing import Any, Callable, Dict
 
@@ -23,10 +21,7 @@ import jax
 import jax.numpy as jnp
 import mujoco
 
-# mujoco.mjx prints "Failed to import warp" on stdout where its optional
-# GPU backend (warp) is not installed; this project does not use it.
-with contextlib.redirect_stdout(io.StringIO()):
-  from mujoco import mjx
+from mujoco import mjx  # its "Failed to import warp" notices: see smpc_jax/_quiet.py
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 

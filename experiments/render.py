@@ -1,0 +1,128 @@
+"""Render an evaluation episode of a trained run, headless.
+
+  python experiments/render.py --run_dir=DIR --out=agent.gif   # or .mp4, .png
+  MUJOCO_GL=osmesa python experiments/render.py ...             # without EGL
+
+Restores DIR's latest checkpoint, plays one episode with the online planner
+(no learning) for seed --seed_index, and draws it with MuJoCo's renderer
+(EGL by default, which needs no display; `make render-deps` installs the
+system libraries). A .png gets the frame in the middle of the episode.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
+
+from absl import app, flags, logging
+import jax
+import numpy as np
+
+import cli
+import smpc_jax as sj
+from smpc_jax import checkpoint as ckpt
+
+flags.DEFINE_string("run_dir", None, "A run's OUT_DIR (holds checkpoints/).")
+flags.DEFINE_string("out", "agent.gif", "Output file: .gif, .mp4 or .png.")
+flags.DEFINE_integer("seed_index", 0, "Which of the run's seeds to show.")
+flags.DEFINE_integer("steps", 200, "Episode steps to render (at most episode_length).")
+flags.DEFINE_integer("width", 320, "Frame width in pixels.")
+flags.DEFINE_integer("height", 240, "Frame height in pixels.")
+flags.DEFINE_integer("episode_seed", 0, "Key of the rendered episode.")
+FLAGS = flags.FLAGS
+FORMATS = (".gif", ".mp4", ".png")
+
+
+def mj_model(environment):
+  """The mujoco.MjModel behind an Environment (brax: env.sys.mj_model)."""
+  model = getattr(environment, "mj_model", None)
+  return model if model is not None else environment.env.sys.mj_model
+
+
+def episode_qpos(state: sj.TrainState, key, steps: int) -> np.ndarray:
+  """qpos [steps + 1, nq] of one episode acting with the online planner;
+  after termination the last pose is held."""
+  c = state.config
+  env = sj.train.parts(c).environment.env
+
+  def step(carry, k):
+    env_state, warm, alive = carry
+    result = sj.train.plan(state, k, env_state.obs, warm, state.q_params,
+                           num_samples=c.num_samples)
+    nxt = env.step(env_state, result.action)
+    nxt = jax.tree.map(lambda a, b: jax.numpy.where(alive > 0, a, b), nxt, env_state)
+    alive = alive * (1.0 - nxt.done)
+    return (nxt, sj.shift(result.plan), alive), nxt.pipeline_state.qpos
+
+  k_reset, k_steps = jax.random.split(key)
+  first = env.reset(k_reset)
+  init = (first, jax.numpy.zeros_like(state.plan), jax.numpy.ones(()))
+  _, qpos = jax.lax.scan(step, init, jax.random.split(k_steps, steps))
+  return np.concatenate([np.asarray(first.pipeline_state.qpos)[None], np.asarray(qpos)])
+
+
+def render_frames(model, qpos, width, height) -> np.ndarray:
+  """uint8 frames [T, height, width, 3] of poses `qpos` [T, nq]."""
+  import mujoco
+  data = mujoco.MjData(model)
+  frames = []
+  with mujoco.Renderer(model, height, width) as renderer:
+    for q in qpos:
+      data.qpos[:] = q
+      mujoco.mj_forward(model, data)
+      renderer.update_scene(data, camera=-1)
+      frames.append(renderer.render().copy())
+  return np.stack(frames)
+
+
+def write_video(path, frames, fps):
+  import imageio.v2 as imageio
+  if path.endswith(".png"):
+    imageio.imwrite(path, frames[len(frames) // 2])
+  elif path.endswith(".gif"):
+    imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+  else:
+    imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
+
+
+def main(argv):
+  cli.no_positional(argv)
+  logging.set_verbosity(logging.WARNING)
+  if not FLAGS.run_dir:
+    cli.fail("run_dir is required: the OUT_DIR of a run (it holds checkpoints/).")
+  if not FLAGS.out.endswith(FORMATS):
+    cli.fail(f"out={FLAGS.out!r} is invalid; it must end in {', '.join(FORMATS)}.")
+  for name in ("steps", "width", "height"):
+    if getattr(FLAGS, name) < 1:
+      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= 1.")
+  cli.check_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
+  directory = os.path.join(FLAGS.run_dir, "checkpoints")
+  if not os.path.isdir(directory):
+    cli.fail(f"run_dir={FLAGS.run_dir!r} holds no checkpoints/.")
+  mngr = ckpt.manager(directory)
+  step = mngr.latest_step()
+  if step is None:
+    cli.fail(f"run_dir={FLAGS.run_dir!r} holds no complete checkpoint.")
+  try:
+    states, progress = ckpt.restore(mngr, step)
+  except ckpt.CheckpointError as e:
+    cli.fail(str(e))
+  if not 0 <= FLAGS.seed_index < progress["seeds"]:
+    cli.fail(f"seed_index={FLAGS.seed_index} is invalid; the run has {progress['seeds']} "
+             f"seeds (0 to {progress['seeds'] - 1}).")
+  state = jax.tree.map(lambda x: x[FLAGS.seed_index], states)
+  steps = min(FLAGS.steps, state.config.episode_length)
+  qpos = jax.jit(episode_qpos, static_argnums=2)(
+      state, jax.random.PRNGKey(FLAGS.episode_seed), steps)
+  environment = sj.train.parts(state.config).environment
+  frames = render_frames(mj_model(environment), qpos, FLAGS.width, FLAGS.height)
+  fps = 1.0 / float(environment.env.dt)
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  write_video(FLAGS.out, frames, min(fps, 50.0))
+  print(f"wrote {FLAGS.out}: {len(frames)} frames of seed {FLAGS.seed_index} at step {step} "
+        f"of {FLAGS.run_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

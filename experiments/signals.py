@@ -1,0 +1,57 @@
+"""Graceful stop on SIGINT/SIGTERM: the first asks the driver to stop after
+the current chunk, a second exits at once.
+
+The compiled chunk runs with the interpreter blocked, so a Python signal
+handler would only run when the chunk returns. Instead the handlers are
+no-ops and Python's wakeup fd carries each signal's number to a small thread,
+which reacts at once: it records the first and ends the process on the second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+  """`.signum` is None until SIGINT or SIGTERM arrives; then the driver should
+  stop at the next chunk boundary and exit with `.exit_code` (128 + signum)."""
+
+  def __init__(self):
+    self.signum = None
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    for s in SIGNALS:
+      signal.signal(s, lambda *_: None)
+    threading.Thread(target=self._watch, args=(read,), daemon=True).start()
+
+  def _watch(self, fd):
+    while True:
+      for signum in os.read(fd, 64):
+        if signum not in SIGNALS:
+          continue
+        if self.signum is None:
+          self.signum = signum
+          print(f"received {signal.Signals(signum).name}: stopping after this chunk "
+                f"(a second signal stops at once)", file=sys.stderr, flush=True)
+        else:
+          print(f"received {signal.Signals(signum).name} again: exiting now",
+                file=sys.stderr, flush=True)
+          os._exit(128 + signum)
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  @property
+  def exit_code(self) -> int:
+    return 128 + self.signum
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name

@@ -1,0 +1,159 @@
+"""Checkpoints of a whole run with orbax: the vmapped `TrainState` of every
+seed (networks, optimiser states, target network, replay buffer with its
+plans, environment state, keys, counters) and the driver's progress (a JSON
+dict: chunk index, evaluation key, curves, metrics lines).
+
+Used by the drivers in `experiments/`; the pure step never imports it.
+
+Layout: DIR/<step>/{state,progress}. orbax writes each save into a temporary
+directory and renames it when complete, so a save killed midway never
+replaces the last good one; `latest_step` only sees finished saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from smpc_jax import replay
+from smpc_jax.config import Config
+from smpc_jax.train import TrainState, init
+
+# Config fields a resumed run may change: the run's length (the buffer grows
+# to match, see `extend`) and the evaluation budget. Any other difference
+# would silently change the run, so it is refused.
+RESUMABLE_FIELDS = ("total_steps", "eval_episodes")
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that is missing, damaged or does not match the flags."""
+
+
+def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  """A synchronous manager (the state is donated to the next chunk right
+  after a save, so the save must be complete when it returns)."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+      enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_names=("state", "progress"))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, progress: dict):
+  """Saves `state` (every leaf [S, ...]) and `progress` (JSON-able) at `step`."""
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(_flat(state)), progress=ocp.args.JsonSave(progress)),
+      force=True)
+  mngr.wait_until_finished()
+
+
+# orbax cannot store zero-size arrays (mjx.Data has several), so the state is
+# stored as a flat dict of its non-empty leaves, in tree order; the empty ones
+# are rebuilt from the abstract state on restore.
+def _flat(tree) -> dict:
+  return {f"leaf_{i:05d}": x for i, x in enumerate(jax.tree.leaves(tree)) if x.size}
+
+
+def _unflat(flat: dict, target):
+  leaves, treedef = jax.tree.flatten(target)
+  out = [flat[f"leaf_{i:05d}"] if x.size else _zeros(x) for i, x in enumerate(leaves)]
+  return jax.tree.unflatten(treedef, out)
+
+
+def _zeros(x: jax.ShapeDtypeStruct) -> jax.Array:
+  """An empty leaf, placed as the target says (sharded targets: on the mesh)."""
+  if x.sharding is None:
+    return jnp.zeros(x.shape, x.dtype)
+  return jax.make_array_from_callback(x.shape, x.sharding,
+                                      lambda idx: np.zeros(x.shape, x.dtype)[idx])
+
+
+def config_to_dict(config: Config) -> dict:
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def config_from_dict(d: dict) -> Config:
+  return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def read_progress(mngr: ocp.CheckpointManager, step: int) -> dict:
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))[
+        "progress"]
+  except Exception as e:  # orbax raises many kinds; all mean "unreadable".
+    raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def abstract_state(config: Config, num_seeds: int) -> TrainState:
+  """Shapes and dtypes of a vmapped state, without computing it."""
+  keys = jax.ShapeDtypeStruct((num_seeds, 2), jnp.uint32)
+  return jax.eval_shape(jax.vmap(lambda k: init(config, k)), keys)
+
+
+def restore(mngr: ocp.CheckpointManager, step: int,
+            mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, dict]:
+  """The state and progress saved at `step`, with the config they were saved
+  under (progress["config"]) and progress["seeds"] seeds. With `mesh`, every
+  leaf comes back with its seed axis sharded over the mesh's "seeds" axis
+  (see smpc_jax/sharding.py): each process reads only its own seeds."""
+  progress = read_progress(mngr, step)
+  try:
+    config = config_from_dict(progress["config"])
+    target = abstract_state(config, int(progress["seeds"]))
+    if mesh is not None:
+      spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
+      target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec),
+                            target)
+    flat = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_flat(target))))["state"]
+    state = _unflat(flat, target)
+  except Exception as e:
+    raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+  return state, progress
+
+
+def mismatch(saved: Config, wanted: Config) -> str | None:
+  """The first field other than RESUMABLE_FIELDS on which two configs differ,
+  as 'FIELD=saved (checkpoint) vs wanted (flags)', or None."""
+  for f in dataclasses.fields(Config):
+    a, b = getattr(saved, f.name), getattr(wanted, f.name)
+    if f.name not in RESUMABLE_FIELDS and a != b:
+      return f"{f.name}={a!r} in the checkpoint, {b!r} in the flags"
+  return None
+
+
+def extend(state: TrainState, config: Config) -> TrainState:
+  """`state` (vmapped) continued under `config`, which may raise total_steps.
+
+  The buffer holds min(buffer_capacity, total_steps) rows. When a longer run
+  needs more rows, the buffer grows by zero rows at its end and the cursor
+  moves to the first new row. A buffer smaller than buffer_capacity was never
+  overwritten (it held exactly total_steps rows), so its rows [0, size) are
+  those a run started with the larger total_steps holds at this step, and
+  sampling only reads rows below `size`: the extended run continues exactly as
+  that longer run would. Shrinking is refused (it would drop data).
+  """
+  buffer = state.buffer
+  old = replay.capacity(jax.tree.map(lambda x: x[0], buffer))
+  new = config.capacity
+  if new < old:
+    raise CheckpointError(f"total_steps={config.total_steps} would shrink the replay buffer "
+                          f"from {old} to {new} rows; it must be >= {old}")
+  if new > old:
+    pad = lambda x: jnp.concatenate(
+        [x, jnp.zeros((x.shape[0], new - old) + x.shape[2:], x.dtype)], axis=1)
+    buffer = buffer.replace(data=jax.tree.map(pad, buffer.data),
+                            cursor=jnp.where(buffer.size >= old, old, buffer.cursor))
+  return state.replace(config=config, buffer=buffer)
+
+
+def to_jsonable(x):
+  """numpy/jax scalars and arrays as lists of Python numbers."""
+  return np.asarray(x).tolist()

@@ -1,0 +1,222 @@
+"""experiments/train.py survives: a run stopped by SIGTERM and resumed ends
+bit for bit as the run left alone; a longer run continues a finished one; a
+save killed midway leaves the last good checkpoint; mismatched or damaged
+checkpoints and a second run in one directory are refused in one line.
+
+The driver runs in subprocesses that share a persistent compilation cache, so
+only the first compiles the chunk."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import chex
+import numpy as np
+import pytest
+
+from smpc_jax import checkpoint as ckpt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "experiments", "train.py")
+FLAGS = ["--total_steps=60", "--chunk_steps=20", "--episode_length=15", "--num_samples=8",
+         "--target_samples=4", "--hidden_sizes=16", "--batch_size=4", "--eval_episodes=1",
+         "--seeds=2", "--checkpoint_every=20", "--eval_every=2", "--plot_every_s=0"]
+TIMING = ("sps", "compile_s", "eval_s", "wall_s", "command", "flags")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or tmp_path_factory.mktemp("jax_cache")
+  return dict(os.environ, PYTHONPATH=ROOT, JAX_COMPILATION_CACHE_DIR=str(cache),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def train(env, out, *extra, check=True):
+  p = subprocess.run([sys.executable, TRAIN, f"--out_dir={out}", *FLAGS, *extra],
+                     capture_output=True, text=True, timeout=900, env=env)
+  if check:
+    assert p.returncode == 0, p.stderr[-3000:]
+  return p
+
+
+@pytest.fixture(scope="module")
+def left_alone(env, tmp_path_factory):
+  out = tmp_path_factory.mktemp("runs") / "alone"
+  train(env, out, "--tensorboard")
+  return out
+
+
+@pytest.fixture(scope="module")
+def stopped(env, tmp_path_factory):
+  """The same run, sent SIGTERM once its first chunk is logged."""
+  out = tmp_path_factory.mktemp("runs") / "stopped"
+  p = subprocess.Popen([sys.executable, TRAIN, f"--out_dir={out}", *FLAGS, "--tensorboard"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+  lines = []
+  for line in p.stdout:
+    lines.append(line)
+    if line.startswith("step") and "20/60" in line:
+      p.send_signal(signal.SIGTERM)
+  err = p.stderr.read()
+  p.wait(timeout=600)
+  return out, p.returncode, lines, err
+
+
+def final_state(out):
+  mngr = ckpt.manager(os.path.join(out, "checkpoints"))
+  return ckpt.restore(mngr, mngr.latest_step())
+
+
+def metrics(out):
+  lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+  return [{k: v for k, v in l.items() if k not in TIMING} for l in lines]
+
+
+def summary(out):
+  s = json.load(open(os.path.join(out, "summary.json")))
+  return {k: v for k, v in s.items() if k not in TIMING}
+
+
+def test_sigterm_stops_after_the_chunk_with_a_resume_line(stopped):
+  out, code, lines, err = stopped
+  assert code == 143, err[-3000:]
+  assert "Traceback" not in err
+  last = lines[-1]
+  assert last.startswith("stopped by SIGTERM at step ") and "resume with: " in last
+  assert last.rstrip().endswith("--resume")
+  s = json.load(open(os.path.join(out, "summary.json")))
+  assert s["stopped_by"] == "SIGTERM" and not s["finished"] and s["steps_done"] >= 20
+  assert os.path.exists(os.path.join(out, "returns.png"))
+
+
+def test_resumed_run_ends_bit_for_bit_as_the_run_left_alone(env, left_alone, stopped):
+  out, _, lines, _ = stopped
+  command = lines[-1].split("resume with: ", 1)[1].strip()
+  p = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=900,
+                     env=env, cwd=ROOT)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "resumed at step" in p.stdout
+  state_a, progress_a = final_state(left_alone)
+  state_b, progress_b = final_state(out)
+  chex.assert_trees_all_equal(state_a, state_b)  # networks, optimisers, buffer, env, keys
+  assert metrics(left_alone) == metrics(out)
+  assert summary(left_alone) == summary(out)
+  assert summary(out)["finished"] and len(summary(out)["final_returns"]) == 2
+  assert os.listdir(os.path.join(out, "tensorboard"))
+
+
+def test_a_longer_run_continues_a_finished_one(env, left_alone, tmp_path):
+  """40 steps (buffer of 40 rows), then --total_steps=60 with --resume: the
+  buffer grows and the run ends as the 60-step run did from the start."""
+  out = tmp_path / "short"
+  train(env, out, "--total_steps=40")
+  state, _ = final_state(out)
+  assert state.buffer.data.reward.shape == (2, 40)
+  train(env, out, "--resume")  # FLAGS hold --total_steps=60
+  state_b, _ = final_state(out)
+  state_a, _ = final_state(left_alone)
+  assert state_b.buffer.data.reward.shape == (2, 60)
+  chex.assert_trees_all_equal(state_a, state_b)
+  assert metrics(left_alone) == metrics(out)
+
+
+def one_error_line(p):
+  assert p.returncode == 2, p.stderr[-3000:]
+  assert "Traceback" not in p.stderr
+  errors = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, p.stderr
+  return errors[0]
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--hidden_sizes=32"], "error: resume: hidden_sizes=(16,) in the checkpoint, (32,) in "
+                            "the flags; only total_steps, eval_episodes may change."),
+    (["--seeds=3"], "error: resume: seeds=2 in the checkpoint, 3 in the flags; resume with "
+                    "the same seeds."),
+    (["--env=hopper"], "error: resume: env='idp' in the checkpoint, 'hopper' in the flags"),
+])
+def test_resume_with_another_config_is_refused(env, left_alone, extra, words):
+  p = train(env, left_alone, "--resume", *extra, check=False)
+  assert one_error_line(p).startswith(words)
+
+
+def test_resume_may_change_eval_cadence_and_checkpoint_interval(env, left_alone, tmp_path):
+  out = tmp_path / "copy"
+  shutil.copytree(left_alone, out)
+  p = train(env, out, "--resume", "--eval_every=1", "--checkpoint_every=0", "--eval_episodes=2")
+  assert "resumed at step 60" in p.stdout
+
+
+def test_a_new_run_does_not_overwrite_a_previous_one(env, left_alone):
+  p = train(env, left_alone, check=False)
+  assert one_error_line(p).startswith(
+      f"error: out_dir='{left_alone}' holds a previous run (metrics.jsonl, summary.json, "
+      f"returns.png, checkpoints, tensorboard); pass --resume to continue it or --overwrite")
+
+
+def test_a_damaged_checkpoint_is_named(env, left_alone, tmp_path):
+  out = tmp_path / "damaged"
+  shutil.copytree(left_alone, out)
+  state_dir = out / "checkpoints" / "60" / "state"
+  for f in state_dir.rglob("*"):
+    if f.is_file() and f.parent.name == "d":
+      f.write_bytes(b"garbage")
+  p = train(env, out, "--resume", check=False)
+  assert one_error_line(p).startswith(
+      f"error: resume: checkpoint {out}/checkpoints/60 is damaged:")
+
+
+KILL_DURING_SAVE = textwrap.dedent("""
+    import os, signal, sys
+    from orbax.checkpoint._src.path import atomicity
+    from smpc_jax import checkpoint as ckpt
+    mngr = ckpt.manager(sys.argv[1])
+    state, progress = ckpt.restore(mngr, 60)
+    def killed(*args, **kwargs):  # every file is written; the commit never happens
+      os.kill(os.getpid(), signal.SIGKILL)
+    atomicity.AtomicRenameTemporaryPath.finalize = killed
+    ckpt.save(mngr, 80, state, dict(progress, done_steps=80))
+""")
+
+
+def test_a_save_killed_midway_leaves_the_last_good_checkpoint(env, left_alone, tmp_path):
+  directory = tmp_path / "checkpoints"
+  shutil.copytree(left_alone / "checkpoints", directory)
+  p = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(directory)],
+                     capture_output=True, text=True, timeout=300, env=env)
+  assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+  assert any("tmp" in name for name in os.listdir(directory))  # the unfinished save
+  mngr = ckpt.manager(str(directory))
+  assert mngr.latest_step() == 60
+  state, progress = ckpt.restore(mngr, 60)
+  chex.assert_trees_all_equal(state, final_state(left_alone)[0])
+
+
+def test_a_non_finite_loss_stops_the_run_naming_seed_quantity_and_step(env, tmp_path):
+  """Adam's first step moves every weight by about the learning rate: at 1e30
+  the Q-values overflow at once."""
+  out = tmp_path / "nan"
+  p = train(env, out, "--learning_rate=1e30", check=False)
+  assert p.returncode == 1, p.stderr[-3000:]
+  assert "Traceback" not in p.stderr
+  [line] = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert line.startswith("error: non-finite q_loss in seed 0 at step ")
+  assert line.endswith("stopped. No checkpoint was saved before it.")
+  assert not os.listdir(out / "checkpoints")
+
+
+def test_render_plays_the_checkpoint(env, left_alone, tmp_path):
+  import imageio.v2 as imageio
+  gif = tmp_path / "agent.gif"
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "render.py"),
+                      f"--run_dir={left_alone}", f"--out={gif}", "--steps=10", "--width=64",
+                      "--height=48", "--seed_index=1"],
+                     capture_output=True, text=True, timeout=900, env=env)
+  assert p.returncode == 0, p.stderr[-3000:]
+  frames = imageio.mimread(gif)
+  assert len(frames) == 11 and frames[0].shape[:2] == (48, 64)
