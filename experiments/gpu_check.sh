@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Issue 10's GPU check, one command of at most 8 minutes on a fresh GPU machine:
+# The GPU check, one command of at most 9 minutes on a fresh GPU machine:
 #   1. installs what the image lacks (brax, mujoco, mujoco-mjx, ...) from .whl/
 #      (fill it first, where pip works: experiments/gpu_wheels.sh);
-#   2. benchmarks idp (seeds 1,16,64,4) and hopper (seeds 1,16): bench_gpu.json,
-#      bench_gpu_hopper.json;
-#   3. one learning run, Hopper, 200k steps, 16 seeds, for as long as the time
-#      left allows: its metrics.jsonl grows by one line per chunk;
-#   4. prints issue 10's targets beside the measurements.
+#   2. benchmarks idp (seeds 1,16,64) and hopper (seeds 1,16), alone on the GPU:
+#      bench_gpu.json, bench_gpu_hopper.json;
+#   3. three learning runs side by side for the time left (metrics.jsonl grows
+#      by one line per chunk): Hopper 200k steps x 16 seeds, and the paper's
+#      pendulum 30k steps x 8 seeds with each ensemble branching (runs.tar.gz);
+#   4. prints the targets beside the measurements.
 # With the device tool:
-#   run(command="bash experiments/gpu_check.sh", carry=[".whl"], timeout_s=540)
+#   run(command="GPU_CHECK_BUDGET_S=565 bash experiments/gpu_check.sh",
+#       carry=[".whl", ".gl"], timeout_s=600)
 # Results go to $OUT (which the device tool brings back; at most 8 files) or,
 # where OUT is unset, to results/gpu_check/.
 # GPU_CHECK_TINY=1 runs the same stages at a tiny size (to test this script on CPU).
@@ -35,6 +37,13 @@ if ! "$py" -c "import brax, mujoco.mjx" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# EGL for rendering (stage 3): the device tool's README has the .gl/ debs
+# carried and unpacked where the image lacks the loaders.
+if ls .gl/*.deb >/dev/null 2>&1 && ! ldconfig -p | grep -q 'libEGL.so.1'; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+fi
+[ -d /usr/local/nvidia/share/glvnd ] && \
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 "$py" -c "import jax, brax, mujoco; print('jax', jax.__version__, jax.devices(), 'brax', brax.__version__, 'mujoco', mujoco.__version__)" 2>&1 | grep -v -i warp | tee -a "$log"
 backend=$("$py" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/null)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee -a "$log"
@@ -44,12 +53,14 @@ if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
   bench_hop=(--seeds=1,2 --steps=20 --repeats=1)
   learn=(--seeds=2 --total_steps=60 --chunk_steps=20 --num_samples=8 --target_samples=4
          --hidden_sizes=16 --batch_size=4 --eval_episodes=1 --episode_length=20)
+  idp_learn=("${learn[@]}" --eval_every=2)
   t_idp=400; t_hop=400
 else
-  bench_idp=(--seeds=1,16,64,4 --steps=1000 --repeats=3)
-  bench_hop=(--seeds=1,16 --steps=500 --repeats=3)
-  learn=(--seeds=16 --total_steps=200000 --chunk_steps=1000)
-  t_idp=170; t_hop=130
+  bench_idp=(--seeds=1,16,64 --steps=500 --repeats=3)
+  bench_hop=(--seeds=1,16 --steps=300 --repeats=3)
+  learn=(--seeds=16 --total_steps=200000 --chunk_steps=1000 --eval_every=50)
+  idp_learn=(--seeds=8 --total_steps=30000 --chunk_steps=1000 --eval_every=10)
+  t_idp=120; t_hop=90
 fi
 
 # 2. Benchmarks (each writes its JSON after every seed count).
@@ -60,26 +71,54 @@ say "bench hopper ${bench_hop[*]} (at most ${t_hop}s)"
 timeout -s INT -k 20 "$t_hop" "$py" experiments/bench.py --env=hopper "${bench_hop[@]}" \
   --out="$out/bench_${backend}_hopper.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
 
-# 3. Learning run for the time left. SIGINT stops it after the current chunk
-# with a checkpoint and a summary (KILL 30 s later if a chunk runs long);
-# a 40 s margin is kept for that and the report below.
-t_learn=$(( $(left) - 40 ))
-run_dir=${GPU_CHECK_RUN_DIR:-/tmp/gpu_check_hopper16}
+# 3. Learning runs for the time left, side by side on the one GPU (each
+# process may take a quarter of its memory; the benchmarks ran alone):
+#   hopper16        Hopper, 200k steps, 16 seeds (this issue; issue 8's scale);
+#   idp_per_step,   the paper's pendulum, 8 seeds x 30k steps, evaluated every
+#   idp_per_sample  10k: which ensemble branching reproduces the paper (issue 7).
+# SIGINT stops each after its current chunk with a summary (KILL 30 s later if
+# a chunk runs long); 120 s are kept for that, the renders and the report.
+# Their small files come back in runs.tar.gz (the device tool returns at most
+# 8 files); checkpoints stay behind.
+t_learn=$(( $(left) - 120 ))
+runs_root=${GPU_CHECK_RUN_DIR:-/tmp/gpu_check_runs}
 if [ "$t_learn" -gt 30 ]; then
-  say "learning run: hopper ${learn[*]} (at most ${t_learn}s)"
-  timeout -s INT -k 30 "$t_learn" "$py" experiments/train.py --env=hopper "${learn[@]}" \
-    --checkpoint_every=0 --overwrite --out_dir="$run_dir" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
-  # The run's small files only (its checkpoint stays behind: the device tool
-  # brings back at most 8 files).
-  mkdir -p "$out/hopper16"
-  cp "$run_dir"/metrics.jsonl "$run_dir"/summary.json "$run_dir"/returns.png "$out/hopper16/" 2>/dev/null
+  learn_one() {  # name, flags...
+    local name=$1; shift
+    say "learning run $name: $* (at most ${t_learn}s)"
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.25 timeout -s INT -k 30 "$t_learn" \
+      "$py" experiments/train.py "$@" --checkpoint_every=0 --overwrite \
+      --out_dir="$runs_root/$name" > "$runs_root/$name.log" 2>&1
+    echo "$name exited $?" >> "$runs_root/$name.log"
+  }
+  mkdir -p "$runs_root"
+  learn_one hopper16 --env=hopper "${learn[@]}" &
+  learn_one idp_per_step --env=idp --branching=per_step "${idp_learn[@]}" &
+  learn_one idp_per_sample --env=idp --branching=per_sample "${idp_learn[@]}" &
+  wait
+  # The best seed of two runs, rendered from their final checkpoints (GIF).
+  render_best() {  # name, steps
+    local seed
+    seed=$("$py" -c "import json,sys; s=json.load(open(sys.argv[1])); r=s.get('final_returns') or [0]; print(max(range(len(r)), key=r.__getitem__))" "$runs_root/$1/summary.json" 2>/dev/null || echo 0)
+    MUJOCO_GL=egl timeout -k 10 75 "$py" experiments/render.py --run_dir="$runs_root/$1" \
+      --seed_index="$seed" --steps="$2" --out="$out/$1_agent.gif" 2>&1 | grep -v -i "warp\|warn" | tail -n 3 | sed "s/^/[render $1] /" | tee -a "$log"
+  }
+  render_best idp_per_step 200 &
+  render_best hopper16 300 &
+  wait
+  for name in hopper16 idp_per_step idp_per_sample; do
+    grep -v -i "warp\|warn" "$runs_root/$name.log" | tail -n 4 | sed "s/^/[$name] /" | tee -a "$log"
+    rm -rf "$runs_root/$name/checkpoints"
+    mv "$runs_root/$name.log" "$runs_root/$name/log.txt" 2>/dev/null
+  done
+  tar -C "$runs_root" -czf "$out/runs.tar.gz" hopper16 idp_per_step idp_per_sample 2>/dev/null
 else
-  say "no time left for the learning run"
+  say "no time left for the learning runs"
 fi
 
 # 4. The targets, as measured.
 say "targets (issue 10) against this machine's figures:"
-"$py" - "$out" <<'PY' 2>&1 | tee -a "$log"
+"$py" - "$out" "$runs_root" <<'PY' 2>&1 | tee -a "$log"
 import glob, json, os, sys
 out = sys.argv[1]
 for path in sorted(glob.glob(os.path.join(out, "bench_*.json"))):
@@ -94,21 +133,29 @@ for path in sorted(glob.glob(os.path.join(out, "bench_*.json"))):
           f"{'met' if t['met'] else 'NOT met'}")
   if not any("16 seeds on idp" in t["target"] for t in b["targets"]) and b["env"] == "idp":
     print("  TARGET aggregate >= 10000 env steps/s at 16 seeds on idp: not measured")
-run = os.path.join(out, "hopper16")
-s = (json.load(open(os.path.join(run, "summary.json")))
-     if os.path.exists(os.path.join(run, "summary.json")) else {})
-if s.get("finished"):
-  print(f"  learning run finished: {s['total_steps']} steps x {s['seeds']} seeds, final IQM "
-        f"{s['final_return_iqm']:.1f}, {s['sps']:.1f} env steps/s per seed")
-elif os.path.exists(os.path.join(run, "metrics.jsonl")):
-  lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
-  if lines:
+root = sys.argv[2]
+for name in ("hopper16", "idp_per_step", "idp_per_sample"):
+  run = os.path.join(root, name)
+  s = (json.load(open(os.path.join(run, "summary.json")))
+       if os.path.exists(os.path.join(run, "summary.json")) else {})
+  lines = ([json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+           if os.path.exists(os.path.join(run, "metrics.jsonl")) else [])
+  evals = [(l["step"], l["eval_returns"]) for l in lines if "eval_returns" in l]
+  for step, r in evals:
+    r = sorted(r)
+    print(f"  {name}: evaluation at step {step}: median {r[len(r) // 2]:.1f} over {len(r)} seeds")
+  if s.get("finished"):
+    print(f"  {name} finished: {s['total_steps']} steps x {s['seeds']} seeds, final IQM "
+          f"{s['final_return_iqm']:.1f} (95% CI {s['final_return_iqm_ci95'][0]:.0f}-"
+          f"{s['final_return_iqm_ci95'][1]:.0f}), {s['sps']:.1f} env steps/s per seed")
+  elif lines:
     last = lines[-1]
-    rets = [r for r in last["mean_return"] if r == r]
-    med = sorted(rets)[len(rets) // 2] if rets else float("nan")
-    print(f"  learning run stopped at step {last['step']} of 200000 (time budget); median "
-          f"train return in the last chunk {med:.1f}; {last['sps']:.1f} env steps/s per seed")
-else:
-  print("  learning run: no chunk finished")
+    rets = sorted(r for r in last["mean_return"] if r == r)
+    med = rets[len(rets) // 2] if rets else float("nan")
+    print(f"  {name} stopped at step {last['step']} of {s.get('total_steps', '?')} (time "
+          f"budget); median train return in its last chunk {med:.1f}; "
+          f"{last['sps']:.1f} env steps/s per seed")
+  else:
+    print(f"  {name}: no chunk finished")
 PY
 say "done; results in $out"

@@ -7,11 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl
-# Pinned to the versions this project is tested with (Python 3.11, CPU);
+# Pinned as constraints.txt pins them for the tests (Python 3.11, CPU); jax,
+# flax, optax and chex are the image's own (they match its jax); orbax is
+# carried so that checkpoints are written by the version the tests ran.
 # --no-deps: each missing dependency is named here.
-pkgs=(brax==0.14.2 mujoco==4.0.0 mujoco-core==4.0.0 mujoco-studio==4.0.0 mujoco-mjx==3.17.0
+pkgs=(brax==0.14.2 mujoco==3.17.0 mujoco-mjx==3.17.0 websockets
       glfw==2.11.0 pyopengl jaxopt==0.8.5 trimesh==5.2.0 tensorboardX==2.6.5
-      gymnasium==1.4.0 farama-notifications)
+      orbax-checkpoint==0.12.8)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
