@@ -59,7 +59,7 @@ def episode_qpos(state: sj.TrainState, key, steps: int) -> np.ndarray:
   first = env.reset(k_reset)
   init = (first, jax.numpy.zeros_like(state.plan), jax.numpy.ones(()))
   _, qpos = jax.lax.scan(step, init, jax.random.split(k_steps, steps))
-  return np.concatenate([np.asarray(first.pipeline_state.qpos)[None], np.asarray(qpos)])
+  return jax.numpy.concatenate([first.pipeline_state.qpos[None], qpos])
 
 
 def render_frames(model, qpos, width, height) -> np.ndarray:
