@@ -62,16 +62,30 @@ def episode_qpos(state: sj.TrainState, key, steps: int) -> np.ndarray:
   return jax.numpy.concatenate([first.pipeline_state.qpos[None], qpos])
 
 
+def camera(model):
+  """A camera that follows body 1 (the cart, the hopper's torso) from the
+  side, about as far as Gymnasium's own viewers stand."""
+  import mujoco
+  cam = mujoco.MjvCamera()
+  cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+  cam.trackbodyid = 1
+  cam.distance = 3.0
+  cam.azimuth = 90.0  # looking along +y: the x-z plane both tasks move in
+  cam.elevation = -10.0
+  return cam
+
+
 def render_frames(model, qpos, width, height) -> np.ndarray:
   """uint8 frames [T, height, width, 3] of poses `qpos` [T, nq]."""
   import mujoco
   data = mujoco.MjData(model)
+  cam = camera(model)
   frames = []
   with mujoco.Renderer(model, height, width) as renderer:
     for q in qpos:
       data.qpos[:] = q
       mujoco.mj_forward(model, data)
-      renderer.update_scene(data, camera=-1)
+      renderer.update_scene(data, camera=cam)
       frames.append(renderer.render().copy())
   return np.stack(frames)
 
