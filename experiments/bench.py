@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 
 from absl import app, flags, logging
@@ -184,7 +185,14 @@ def main(argv):
   flops_per_step = step_flops(config)
   rows = []
   for seeds in seed_counts:
-    row = measure(config, seeds, FLAGS.steps, FLAGS.repeats)
+    try:
+      row = measure(config, seeds, FLAGS.steps, FLAGS.repeats)
+    except KeyboardInterrupt:  # SIGINT (Ctrl-C, or a time limit's `timeout -s INT`)
+      done = ", ".join(str(r["seeds"]) for r in rows) or "none"
+      path = write(rows, seed_counts, flops_per_step) if rows else None
+      print(f"stopped by SIGINT while measuring {seeds} seeds; seed counts measured: {done}"
+            + (f" (in {path})" if path else ""), flush=True)
+      sys.exit(130)
     # The bound: all seeds' matmul FLOPs at the rate this device sustains on
     # the step's largest product, seeds x 640 rows (vmapped, they stack).
     rate = matmul_rate(rows=640 * seeds, loops=max(10, 200 // seeds))
