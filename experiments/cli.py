@@ -56,8 +56,14 @@ def config_from_flags() -> Config:
     fail(str(e))
 
 
-def fail(message: str):
-  print(f"error: {message}", file=sys.stderr)
+def fail(message: str, hard: bool = False):
+  """One line on stderr, exit 2. hard: skip interpreter teardown, for errors
+  met while a library still has I/O in flight (a damaged checkpoint leaves
+  TensorStore reads that would print tracebacks into a closed event loop)."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  if hard:
+    sys.stdout.flush()
+    os._exit(2)
   sys.exit(2)
 
 

@@ -23,14 +23,19 @@ import cli
 import smpc_jax as sj
 from smpc_jax import checkpoint as ckpt
 
-flags.DEFINE_string("run_dir", None, "A run's OUT_DIR (holds checkpoints/).")
-flags.DEFINE_string("out", "agent.gif", "Output file: .gif, .mp4 or .png.")
-flags.DEFINE_integer("seed_index", 0, "Which of the run's seeds to show.")
-flags.DEFINE_integer("steps", 200, "Episode steps to render (at most episode_length).")
-flags.DEFINE_integer("width", 320, "Frame width in pixels.")
-flags.DEFINE_integer("height", 240, "Frame height in pixels.")
-flags.DEFINE_integer("episode_seed", 0, "Key of the rendered episode.")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The script's flags (defined only when it runs, so that tests may import
+  its functions beside other drivers that define a flag of the same name)."""
+  flags.DEFINE_string("run_dir", None, "A run's OUT_DIR (holds checkpoints/).")
+  flags.DEFINE_string("out", "agent.gif", "Output file: .gif, .mp4 or .png.")
+  flags.DEFINE_integer("seed_index", 0, "Which of the run's seeds to show.")
+  flags.DEFINE_integer("steps", 200, "Episode steps to render (at most episode_length).")
+  flags.DEFINE_integer("width", 320, "Frame width in pixels.")
+  flags.DEFINE_integer("height", 240, "Frame height in pixels.")
+  flags.DEFINE_integer("episode_seed", 0, "Key of the rendered episode.")
 FORMATS = (".gif", ".mp4", ".png")
 
 
@@ -40,9 +45,10 @@ def mj_model(environment):
   return model if model is not None else environment.env.sys.mj_model
 
 
-def episode_qpos(state: sj.TrainState, key, steps: int) -> np.ndarray:
-  """qpos [steps + 1, nq] of one episode acting with the online planner;
-  after termination the last pose is held."""
+def episode_qpos(state: sj.TrainState, key, steps: int):
+  """qpos [steps + 1, nq] of one episode acting with the online planner, and
+  alive [steps + 1] (1 up to and including the pose that terminated it;
+  after termination the last pose is held)."""
   c = state.config
   env = sj.train.parts(c).environment.env
 
@@ -52,14 +58,16 @@ def episode_qpos(state: sj.TrainState, key, steps: int) -> np.ndarray:
                            num_samples=c.num_samples)
     nxt = env.step(env_state, result.action)
     nxt = jax.tree.map(lambda a, b: jax.numpy.where(alive > 0, a, b), nxt, env_state)
+    shown = alive  # the step that terminates is still shown
     alive = alive * (1.0 - nxt.done)
-    return (nxt, sj.shift(result.plan), alive), nxt.pipeline_state.qpos
+    return (nxt, sj.shift(result.plan), alive), (nxt.pipeline_state.qpos, shown)
 
   k_reset, k_steps = jax.random.split(key)
   first = env.reset(k_reset)
   init = (first, jax.numpy.zeros_like(state.plan), jax.numpy.ones(()))
-  _, qpos = jax.lax.scan(step, init, jax.random.split(k_steps, steps))
-  return jax.numpy.concatenate([first.pipeline_state.qpos[None], qpos])
+  _, (qpos, shown) = jax.lax.scan(step, init, jax.random.split(k_steps, steps))
+  return (jax.numpy.concatenate([first.pipeline_state.qpos[None], qpos]),
+          jax.numpy.concatenate([jax.numpy.ones((1,)), shown]))
 
 
 def camera(model):
@@ -121,22 +129,25 @@ def main(argv):
   try:
     states, progress = ckpt.restore(mngr, step)
   except ckpt.CheckpointError as e:
-    cli.fail(str(e))
+    cli.fail(str(e), hard=True)
   if not 0 <= FLAGS.seed_index < progress["seeds"]:
     cli.fail(f"seed_index={FLAGS.seed_index} is invalid; the run has {progress['seeds']} "
              f"seeds (0 to {progress['seeds'] - 1}).")
   state = jax.tree.map(lambda x: x[FLAGS.seed_index], states)
   steps = min(FLAGS.steps, state.config.episode_length)
-  qpos = jax.jit(episode_qpos, static_argnums=2)(
+  qpos, shown = jax.jit(episode_qpos, static_argnums=2)(
       state, jax.random.PRNGKey(FLAGS.episode_seed), steps)
+  qpos = np.asarray(qpos)[np.asarray(shown) > 0]  # the episode, up to its termination
   environment = sj.train.parts(state.config).environment
   frames = render_frames(mj_model(environment), qpos, FLAGS.width, FLAGS.height)
   fps = 1.0 / float(environment.env.dt)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   write_video(FLAGS.out, frames, min(fps, 50.0))
+  ended = f", the episode ended after {len(frames) - 1} steps" if len(frames) <= steps else ""
   print(f"wrote {FLAGS.out}: {len(frames)} frames of seed {FLAGS.seed_index} at step {step} "
-        f"of {FLAGS.run_dir}")
+        f"of {FLAGS.run_dir}{ended}")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

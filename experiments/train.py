@@ -111,7 +111,7 @@ def resumed_run(mngr, config, n_seeds, mesh):
     state, run = ckpt.restore(mngr, step, mesh)
     state = ckpt.extend(state, config)
   except (ckpt.CheckpointError, KeyError, TypeError) as e:
-    cli.fail(f"resume: {e}.")
+    cli.fail(f"resume: {e}.", hard=True)
   run["config"] = ckpt.config_to_dict(config)
   return state, run
 
@@ -197,10 +197,14 @@ def main(argv):
     if n not in chunks:  # Lowered once; a Compiled refuses inputs sharded otherwise.
       chunks[n] = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, n)), mesh,
                                     donate_argnums=0).lower(state).compile()
+      sharding.barrier(f"compiled_{n}")  # no process runs it while another compiles
     return chunks[n]
 
+  # Compiled up front too, for the same reason.
   evaluate = sharding.seed_jit(
-      jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)), mesh)
+      jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)), mesh).lower(
+          state, sharding.seed_keys(jax.random.PRNGKey(0), n_seeds, mesh)).compile()
+  sharding.barrier("compiled_evaluate")
   compiled(chunk)
   compile_s = time.perf_counter() - t0
   print(f"compiled in {compile_s:.1f}s", flush=True)

@@ -34,6 +34,12 @@ class CheckpointError(ValueError):
   """A checkpoint that is missing, damaged or does not match the flags."""
 
 
+def _first_sentence(e: Exception) -> str:
+  """The gist of a reader's error (TensorStore's run to many lines of spec)."""
+  text = str(e).splitlines()[0] if str(e) else ""
+  return text.split(". See ")[0].split(" See full")[0]
+
+
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
   """A synchronous manager (the state is donated to the next chunk right
   after a save, so the save must be complete when it returns)."""
@@ -87,7 +93,7 @@ def read_progress(mngr: ocp.CheckpointManager, step: int) -> dict:
         "progress"]
   except Exception as e:  # orbax raises many kinds; all mean "unreadable".
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
-                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                          f"{type(e).__name__}: {_first_sentence(e)}")
 
 
 def abstract_state(config: Config, num_seeds: int) -> TrainState:
@@ -115,7 +121,7 @@ def restore(mngr: ocp.CheckpointManager, step: int,
     state = _unflat(flat, target)
   except Exception as e:
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
-                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                          f"{type(e).__name__}: {_first_sentence(e)}")
   return state, progress
 
 

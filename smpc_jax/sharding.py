@@ -102,10 +102,20 @@ def any_process(flag: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
 
 
-def barrier(name: str) -> None:
-  """Every process waits here for the others (no-op with one process)."""
-  if jax.process_count() > 1:
+def barrier(name: str, timeout_s: float = 3600.0) -> None:
+  """Every process waits here for the others (no-op with one process).
+
+  Through the coordination service's key-value barrier, which waits up to
+  `timeout_s`, not through a collective: a gloo collective gives up after
+  30 s, and one process may compile for minutes longer than another."""
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed  # the client jax.distributed.initialize made
+  client = distributed.global_state.client
+  if client is None:
     multihost_utils.sync_global_devices(name)
+  else:
+    client.wait_at_barrier(f"smpc_jax_{name}", int(timeout_s * 1000))
 
 
 def is_writer() -> bool:

@@ -48,8 +48,15 @@ def variant(request):
 def test_switches_run_with_finite_metrics_and_only_what_they_use(variant):
   _, c, s0, _, s2, m = variant
   assert int(s2.step) == STEPS
+  flags = m["finite"]
   for name, v in m.items():
+    if name == "finite":
+      continue
     assert np.all(np.isfinite(v)), name
+  # The in-step guard covers the losses this variant has, and saw no NaN.
+  assert set(flags) == {"q_loss", "q", "target", "params"} | (
+      {"dyn_loss"} if c.uses_model else set()) | ({"actor_q"} if c.uses_actor else set())
+  assert all(np.all(f) for f in flags.values()), flags
   # Each part is present, and learns, exactly where a switch uses it.
   assert ("dyn_loss" in m) == c.uses_model
   assert ("online_ess" in m) == (c.control == "mppi")

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Env steps per second of the authors' PyTorch Soft MPCritic (soft_mpcritic.py)
+# on InvertedDoublePendulum-v5 at the paper's default configuration, CPU only.
+#   experiments/authors_speed.sh [AUTHORS_DIR] [STEPS]   (defaults: /work/authors 3000)
+# AUTHORS_DIR is a checkout of NPLawrence/soft-mpcritic with a venv in .venv
+# (override the interpreter with PY=...). Threads: THREADS (default 2).
+# Writes nothing outside a temporary directory; last line: authors_sps=<number>.
+set -euo pipefail
+dir=$(cd "${1:-/work/authors}" && pwd)
+steps=${2:-3000}
+py=${PY:-$dir/.venv/bin/python}
+threads=${THREADS:-2}
+(( steps >= 300 )) || { echo "need STEPS >= 300 (SPS is logged every 100 steps)" >&2; exit 2; }
+
+# 2 intra-op torch threads. PASSIVE stops the OpenMP workers spin-waiting: on a
+# busy machine the default spinning made 2 threads ~15x slower than 1 thread.
+export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+export PYTHONUNBUFFERED=1
+
+# Their script writes runs/<name>/ (tensorboard) into the cwd: use a temp dir.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+# Paper defaults (these equal the Args defaults and run_exp.py, stated
+# explicitly): MPPI horizon 4, 200 samples, temperature 0.1, noise variance 0.1,
+# ensemble of 4 dynamics models, 20 target samples, 1 warm-started target
+# iteration, batch 32, gamma 0.99, tau 0.005, Gaussian prior, seed 0 as in
+# run_exp.py. --no-track: no wandb (tyro bool flags, not "--track False").
+# Each stdout line is prefixed with a wall-clock timestamp.
+"$py" "$dir/soft_mpcritic.py" \
+  --env-id InvertedDoublePendulum-v5 --total-timesteps "$steps" --seed 0 \
+  --no-track --no-cuda --mppi-prior gaussian \
+  --horizon 4 --num-rollouts 200 --lambda_ 0.1 --var 0.1 \
+  --transition-ensemble-size 4 --num-target-rollouts 20 \
+  --mppi-online-iterations 1 --mppi-target-warmstart \
+  --batch-size 32 --gamma 0.99 --tau 0.005 \
+  | "$py" -c 'import sys, time
+for l in sys.stdin: print(f"{time.time():.3f} {l}", end="", flush=True)' \
+  | tee log.txt | grep --line-buffered 'SPS' >&2 || true
+
+# They print "SPS: <cumulative since just before the first env step>" after
+# steps 100, 200, ... . Steady-state rate: steps between the first and the last
+# of those prints over the wall time between them (drops start-up and the
+# first 100 steps).
+awk '$2 == "SPS:" { n++; t[n] = $1; own = $3 }
+  END {
+    if (n < 2) { print "no SPS lines: run failed" > "/dev/stderr"; exit 1 }
+    printf "their cumulative SPS at the end: %s\n", own > "/dev/stderr"
+    printf "authors_sps=%.2f\n", 100 * (n - 1) / (t[n] - t[1])
+  }' log.txt
