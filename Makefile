@@ -88,8 +88,11 @@ fig2: install
 table1: install
 	$(PY) experiments/table1.py --out=results/table1.md
 
+# Two pytest workers (pytest-xdist), one test file each at a time, so a
+# file's module fixtures compile once: XLA's CPU compiles are single-threaded.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 # The compile-heavy tests left out of `make test` (brax's SAC driver, brax's hopper).
 test-slow: install

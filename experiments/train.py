@@ -172,7 +172,8 @@ def main(argv):
   # With several processes, process 0 alone prints and writes files; all of
   # them compute, gather metrics and save their shards of the checkpoints.
   writer = sharding.is_writer()
-  print = builtins.print if writer else (lambda *a, **k: None)  # noqa: A001
+  print = builtins.print if writer else (  # noqa: A001  (errors from any process)
+      lambda *a, **k: builtins.print(*a, **k) if k.get("file") is sys.stderr else None)
   if writer:
     prepare_out_dir(out)
   sharding.barrier("out_dir")  # prepared before any process reads or saves there
@@ -269,6 +270,7 @@ def main(argv):
         print(f"stopped by {name} at step {done}; resume with: "
               f"{cli.command_line(drop=('resume', 'overwrite'), add=('--resume',))}",
               flush=True)
+        sharding.barrier("stopped")  # the other processes wait while process 0 writes
         sys.exit(stop.exit_code if stop.requested else 128 + 15)
       if writer and time.perf_counter() - last_plot >= FLAGS.plot_every_s:
         plot(out, config, run)
@@ -285,20 +287,20 @@ def main(argv):
     tb.write(run["done_steps"], dict(eval_returns=final.mean(1).tolist(),
                                      sps=run["done_steps"] / run["run_s"]))
     tb.close()
-  if not writer:
-    return
-  summary = write_outputs(out, config, run, final,
-                          extra=dict(compile_s=compile_s, eval_s=eval_s,
-                                     wall_s=time.perf_counter() - t0,
-                                     devices=jax.device_count() if mesh is not None else 1,
-                                     processes=jax.process_count(),
-                                     chunk_programs=len(chunks)))
-  print(f"final evaluation returns per seed: {np.round(final.mean(1), 1).tolist()}")
-  lo, hi = summary["final_return_iqm_ci95"]
-  print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  "
-        f"median {summary['final_return_median']:.1f}  sps/seed {summary['sps']:.1f}  "
-        f"compile {compile_s:.1f}s  wall {summary['wall_s']:.1f}s")
-  print(f"wrote {out}/metrics.jsonl, summary.json, returns.png, checkpoints/")
+  if writer:
+    summary = write_outputs(out, config, run, final,
+                            extra=dict(compile_s=compile_s, eval_s=eval_s,
+                                       wall_s=time.perf_counter() - t0,
+                                       devices=jax.device_count() if mesh is not None else 1,
+                                       processes=jax.process_count(),
+                                       chunk_programs=len(chunks)))
+    print(f"final evaluation returns per seed: {np.round(final.mean(1), 1).tolist()}")
+    lo, hi = summary["final_return_iqm_ci95"]
+    print(f"IQM {summary['final_return_iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f} over seeds)  "
+          f"median {summary['final_return_median']:.1f}  sps/seed {summary['sps']:.1f}  "
+          f"compile {compile_s:.1f}s  wall {summary['wall_s']:.1f}s")
+    print(f"wrote {out}/metrics.jsonl, summary.json, returns.png, checkpoints/")
+  sharding.barrier("finished")  # the other processes wait while process 0 writes
 
 
 if __name__ == "__main__":

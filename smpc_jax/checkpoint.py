@@ -12,8 +12,11 @@ replaces the last good one; `latest_step` only sees finished saves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -116,8 +119,13 @@ def restore(mngr: ocp.CheckpointManager, step: int,
       spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
       target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec),
                             target)
-    flat = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_flat(target))))["state"]
+    # A damaged array makes TensorStore's pending reads print tracebacks into
+    # orbax's closed event loop: kept back, and shown only if the read succeeds.
+    noise = io.StringIO()
+    with contextlib.redirect_stderr(noise):
+      flat = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_flat(target))))["state"]
+    sys.stderr.write(noise.getvalue())
     state = _unflat(flat, target)
   except Exception as e:
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "

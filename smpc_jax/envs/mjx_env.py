@@ -51,10 +51,13 @@ class MjxTask:
   def __init__(self, mj_model: mujoco.MjModel, frame_skip: int, reset_fn: ResetFn,
                obs_fn: ObsFn, reward_fn: RewardFn):
     self.mj_model = mj_model
-    self.sys = mjx.put_model(mj_model)
+    # On this process's own device: mjx's default is jax.devices()[0], which
+    # in a multi-process run belongs to process 0 alone.
+    device = jax.local_devices()[0]
+    self.sys = mjx.put_model(mj_model, device=device)
     self.frame_skip = frame_skip
     self._reset_fn, self._obs_fn, self._reward_fn = reset_fn, obs_fn, reward_fn
-    self._data0 = mjx.make_data(mj_model)
+    self._data0 = mjx.make_data(mj_model, device=device)
 
   @property
   def dt(self) -> float:
