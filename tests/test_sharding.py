@@ -102,7 +102,9 @@ def test_two_processes_equal_one_process_sharded(two_processes, sharded):
   one-process run, and through orbax saving each process's shards. Only
   process 0 prints and writes."""
   out, outs = two_processes
-  assert outs[1][0] == ""  # process 1 prints nothing
+  # Process 1 prints nothing of its own (gloo's C++ "[Gloo] Rank ..." lines
+  # reach both processes' stdout directly).
+  assert [l for l in outs[1][0].splitlines() if not l.startswith("[Gloo]")] == []
   assert outs[0][0].count("final evaluation returns per seed") == 1
   summary, lines = results(f"{out}/run")
   assert summary["devices"] == 4 and summary["processes"] == 2
