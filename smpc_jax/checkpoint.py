@@ -40,7 +40,8 @@ class CheckpointError(ValueError):
 def _first_sentence(e: Exception) -> str:
   """The gist of a reader's error (TensorStore's run to many lines of spec)."""
   text = str(e).splitlines()[0] if str(e) else ""
-  return text.split(". See ")[0].split(" See full")[0]
+  text = text.split(". See ")[0].split(" See full")[0].split(" [source")[0]
+  return text if len(text) <= 160 else text[:157] + "..."
 
 
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
