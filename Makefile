@@ -92,11 +92,11 @@ table1: install
 # file's module fixtures compile once: XLA's CPU compiles are single-threaded.
 TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 
 # The compile-heavy tests left out of `make test` (brax's SAC driver, brax's hopper).
 test-slow: install
-	$(PY) -m pytest tests -m slow
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests -m slow
 
 # Env steps per second of the paper's double-pendulum configuration, with the
 # matmul-rate bound of this device; writes results/bench_<backend>.json.

@@ -70,6 +70,7 @@ def test_cli_rejects_bad_input_in_one_line(args, words, tmp_path):
   assert not os.path.exists(f"{tmp_path}/run")  # nothing written, nothing compiled
 
 
+@pytest.mark.slow  # outside `make test`'s 15 minutes; `make test-slow` runs it.
 def test_cli_writes_metrics_summary_and_plot(tmp_path):
   out = subprocess.run(
       [sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--seeds=2",

@@ -26,7 +26,7 @@ def _random_rollout(environment, key, steps):
   return jax.lax.scan(body, state, jax.random.split(key, steps))[1]
 
 
-@pytest.mark.parametrize("name", ["idp_brax", pytest.param("hopper_brax", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in ("idp_brax", "hopper_brax")])  # brax's legacy tasks: `make test-slow`
 def test_known_reward_and_termination_match_env(name):
   environment = envs.make(name)
   s, a, s2, r, done = jax.jit(_random_rollout, static_argnums=(0, 2))(

@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 
-@pytest.mark.parametrize("name", config.ENVS)
+@pytest.mark.parametrize("name", [n if not n.endswith("_brax") else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in config.ENVS])  # brax's legacy tasks: `make test-slow`
 def test_frames_of_each_env_are_not_blank(name):
   import render
   environment = envs.make(name)

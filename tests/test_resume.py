@@ -111,6 +111,7 @@ def test_resumed_run_ends_bit_for_bit_as_the_run_left_alone(env, left_alone, sto
   assert os.listdir(os.path.join(out, "tensorboard"))
 
 
+@pytest.mark.slow  # outside `make test`'s 15 minutes; `make test-slow` runs it.
 def test_a_longer_run_continues_a_finished_one(env, left_alone, tmp_path):
   """40 steps (buffer of 40 rows), then --total_steps=60 with --resume: the
   buffer grows and the run ends as the 60-step run did from the start."""

@@ -65,6 +65,7 @@ def test_step_stores_transition_and_polyak_every_second_step(state0):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), s2.q_target, expected)
 
 
+@pytest.mark.slow  # outside `make test`'s 15 minutes; `make test-slow` runs it.
 def test_hyperparameters_are_array_leaves_for_sweeps(state0):
   """A vmapped sweep over temperature compiles once and the value matters
   (a nonzero warm start: the Gaussian prior's constant scales with lambda)."""
