@@ -60,10 +60,12 @@ def fail(message: str, hard: bool = False):
   """One line on stderr, exit 2. hard: skip interpreter teardown, for errors
   met while a library still has I/O in flight (a damaged checkpoint leaves
   TensorStore reads that would print tracebacks into a closed event loop)."""
-  if hard:  # other threads' late tracebacks go nowhere; our line goes to fd 2
+  if hard:  # other threads' late tracebacks go nowhere; our line goes to the real stderr
     sys.stdout.flush()
+    real = os.dup(2)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     sys.stderr = open(os.devnull, "w")
-    os.write(2, f"error: {message}\n".encode())
+    os.write(real, f"error: {message}\n".encode())
     os._exit(2)
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(2)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import os
 import sys
+import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,27 @@ RESUMABLE_FIELDS = ("total_steps", "eval_episodes")
 
 class CheckpointError(ValueError):
   """A checkpoint that is missing, damaged or does not match the flags."""
+
+
+@contextlib.contextmanager
+def _held_stderr():
+  """File descriptor 2 (Python's and C's writes alike) goes to a temporary
+  file for the block; yields a function that returns what was held."""
+  sys.stderr.flush()
+  saved, text = os.dup(2), []
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield lambda: "".join(text)
+    except BaseException:
+      time.sleep(1.0)  # a failed read's pending callbacks print here, held
+      raise
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      text.append(held.read().decode(errors="replace"))
 
 
 def _first_sentence(e: Exception) -> str:
@@ -122,11 +144,10 @@ def restore(mngr: ocp.CheckpointManager, step: int,
                             target)
     # A damaged array makes TensorStore's pending reads print tracebacks into
     # orbax's closed event loop: kept back, and shown only if the read succeeds.
-    noise = io.StringIO()
-    with contextlib.redirect_stderr(noise):
+    with _held_stderr() as noise:
       flat = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(_flat(target))))["state"]
-    sys.stderr.write(noise.getvalue())
+    sys.stderr.write(noise())
     state = _unflat(flat, target)
   except Exception as e:
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "

@@ -104,7 +104,7 @@ def test_two_processes_equal_one_process_sharded(two_processes, sharded):
   out, outs = two_processes
   # Process 1 prints nothing of its own (gloo's C++ "[Gloo] Rank ..." lines
   # reach both processes' stdout directly).
-  assert [l for l in outs[1][0].splitlines() if not l.startswith("[Gloo]")] == []
+  assert [l for l in outs[1][0].splitlines() if l.strip() and not l.startswith("[Gloo]")] == []
   assert outs[0][0].count("final evaluation returns per seed") == 1
   summary, lines = results(f"{out}/run")
   assert summary["devices"] == 4 and summary["processes"] == 2
