@@ -16,6 +16,8 @@ ENVS = ("idp", "hopper", "idp_brax", "hopper_brax")
 PRIORS = ("gaussian", "uniform")
 BRANCHING = ("per_step", "per_sample")
 DECIDERS = ("mppi", "actor")  # Who picks the online action / the target's next action.
+INITIAL_PLANS = ("zeros", "random")
+DYNAMICS_BATCHES = ("per_member", "shared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,12 @@ class Config:
   prior: str = "gaussian"  # "gaussian" (N(0, Sigma)) | "uniform" (action box).
   gamma: float = 0.99
   use_terminal_q: bool = True  # Ablation "no Q": plan with H-step returns only.
+  # An imagined trajectory that reaches a known termination collects nothing
+  # after it (False: it runs on as if alive, the authors' code's default).
+  mask_terminations: bool = True
+  # The plan an episode starts from, and a cold-started target's: "zeros", or
+  # "random", one draw of N(0, Sigma) per plan (the authors' code).
+  initial_plan: str = "zeros"
   # Targets (Algorithm 2).
   target_samples: int = 20  # MPPI samples per target state (10% of N).
   target_iterations: int = 1  # MPPI iterations per target.
@@ -52,6 +60,12 @@ class Config:
   # target states of the batch (the authors' code); "per_sample": each sample
   # its own member at each step.
   branching: str = "per_step"
+  # "per_member": each member fits its own batch; "shared": all members fit
+  # one batch (the authors' code).
+  dynamics_batch: str = "per_member"
+  # Standardise the ensemble's inputs and s' - s by running statistics; False:
+  # raw units, as the authors' code (its trainer_scaler='null').
+  standardise_model: bool = True
   hidden_sizes: Tuple[int, ...] = (256, 256)
   learning_rate: float = 3e-4  # Adam, Q and dynamics.
   batch_size: int = 32
@@ -119,6 +133,10 @@ def validate(config: Config) -> Config:
   need(c.env in ENVS, "env", f"allowed: {', '.join(ENVS)}")
   need(c.prior in PRIORS, "prior", f"allowed: {', '.join(PRIORS)}")
   need(c.branching in BRANCHING, "branching", f"allowed: {', '.join(BRANCHING)}")
+  need(c.initial_plan in INITIAL_PLANS, "initial_plan",
+       f"allowed: {', '.join(INITIAL_PLANS)}")
+  need(c.dynamics_batch in DYNAMICS_BATCHES, "dynamics_batch",
+       f"allowed: {', '.join(DYNAMICS_BATCHES)}")
   need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")
   need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from smpc_jax import planner
-from smpc_jax.train import TrainState, parts, plan
+from smpc_jax.train import TrainState, initial_plan, parts, plan
 
 
 def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
@@ -35,7 +35,8 @@ def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
       alive = alive * (1.0 - env_state.done)
       return (env_state, warm, alive, ret), None
 
-    init = (env.reset(k_reset), jnp.zeros_like(state.plan), jnp.ones(()), jnp.zeros(()))
+    warm = initial_plan(c, state.hparams, jax.random.fold_in(k_reset, 1))  # [H+1, act]
+    init = (env.reset(k_reset), warm, jnp.ones(()), jnp.zeros(()))
     (_, _, _, ret), _ = jax.lax.scan(step, init, jax.random.split(k_steps, c.episode_length))
     return ret
 

@@ -92,12 +92,21 @@ def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int]) -> QNet
   return QNetwork(init, apply)
 
 
+def unit_scales(obs_size: int) -> Scales:
+  """Scales that change nothing: mean 0, std 1 (an unstandardised model)."""
+  unit = RunningStats(jnp.ones(()), jnp.zeros((obs_size,)), jnp.ones((obs_size,)))
+  return Scales(unit, unit)
+
+
 def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
-                  ensemble_size: int, branching: str = "per_sample") -> Ensemble:
+                  ensemble_size: int, branching: str = "per_sample",
+                  standardise: bool = True) -> Ensemble:
   """E residual models s' = s + f_e(s, a), trained on s' - s.
 
-  Inputs and outputs are standardised by running statistics (`Scales`) so
-  that every coordinate counts in the loss, not only the large velocities.
+  standardise: inputs and outputs are standardised by running statistics
+  (`Scales`) so that every coordinate counts in the loss, not only the large
+  velocities. False: raw s in, raw s' - s out (the caller passes
+  `unit_scales`, and the input is not clipped).
 
   branching: how `predict` picks members (Algorithm 1, line 6).
     "per_step": one member, uniform, for all N rows of a call; with the key
@@ -115,8 +124,11 @@ def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
     x = jnp.zeros((obs_size + action_size,))
     return jax.vmap(lambda k: net.init(k, x))(jax.random.split(key, ensemble_size))
 
+  def inputs(scales, s, a):  # [..., obs + act]
+    return jnp.concatenate([scales.obs.normalise(s) if standardise else s, a], axis=-1)
+
   def delta(params_e, scales, s, a):
-    return net.apply(params_e, jnp.concatenate([scales.obs.normalise(s), a], axis=-1))
+    return net.apply(params_e, inputs(scales, s, a))
 
   def predict_per_step(params, scales, key, s, a):
     """All N rows through one member m, uniform per call (per planning step).
@@ -136,8 +148,7 @@ def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
     model rather than E, and with no shuffling of rows."""
     n = s.shape[0]
     c = jax.random.randint(key, (), 0, ensemble_size)
-    x = jnp.concatenate([scales.obs.normalise(s), a], axis=-1)
-    x = jnp.roll(x.reshape(ensemble_size, n // ensemble_size, -1), c, axis=0)
+    x = jnp.roll(inputs(scales, s, a).reshape(ensemble_size, n // ensemble_size, -1), c, axis=0)
     d = jax.vmap(net.apply)(params, x)  # [E, N/E, obs]: member m, group m - c
     d = jnp.roll(d, -c, axis=0).reshape(n, obs_size)
     return s + scales.delta.mean + scales.delta.std * d  # back to units of s

@@ -70,7 +70,7 @@ def parts(config: Config) -> Parts:
   obs, act = environment.obs_size, environment.action_size
   q = networks.make_q(obs, act, config.hidden_sizes)
   ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
-                                    config.branching)
+                                    config.branching, config.standardise_model)
   optimiser = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
   actor = None
   if config.uses_actor:
@@ -89,17 +89,19 @@ def init(config: Config, key) -> TrainState:
   q_params = p.q.init(k_q)
   dyn_params = p.ensemble.init(k_dyn) if config.uses_model else None
   actor_params = p.actor.init(jax.random.fold_in(k_q, 1)) if config.uses_actor else None
-  plan = jnp.zeros((config.horizon + 1, env.action_size))
+  hparams = HParams(*(jnp.asarray(v, jnp.float32) for v in (
+      config.temperature, config.noise_var, config.gamma, config.tau)))
+  plan = initial_plan(config, hparams, jax.random.fold_in(k_env, 1))
   # Stored plans warm-start MPPI targets; with actor targets none are stored.
   stored_plan = plan if config.targets == "mppi" else jnp.zeros((0, env.action_size))
   example = replay.Transition(
       obs=env_state.obs, action=jnp.zeros((env.action_size,)), reward=jnp.zeros(()),
       next_obs=env_state.obs, terminated=jnp.zeros(()), plan=stored_plan)
-  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  scales = (networks.scales_init if config.standardise_model else networks.unit_scales)(
+      env.obs_size)
   return TrainState(
       config=config,
-      hparams=HParams(f32(config.temperature), f32(config.noise_var),
-                      f32(config.gamma), f32(config.tau)),
+      hparams=hparams,
       key=key,
       step=jnp.zeros((), jnp.int32),
       env_state=env_state,
@@ -111,7 +113,7 @@ def init(config: Config, key) -> TrainState:
       q_opt=p.optimiser.init(q_params),
       dyn_params=dyn_params,
       dyn_opt=p.optimiser.init(dyn_params) if config.uses_model else None,
-      scales=networks.scales_init(env.obs_size),
+      scales=scales,
       buffer=replay.init(config.capacity, example),
       actor_params=actor_params,
       actor_target=actor_params,
@@ -119,9 +121,19 @@ def init(config: Config, key) -> TrainState:
   )
 
 
+def initial_plan(config: Config, hparams: HParams, key, batch_shape=()) -> jax.Array:
+  """Plans [*batch_shape, H+1, act] an episode (or a cold target) starts
+  from: zeros, or with initial_plan='random' draws of N(0, Sigma)."""
+  shape = tuple(batch_shape) + (config.horizon + 1, parts(config).environment.action_size)
+  if config.initial_plan == "zeros":
+    return jnp.zeros(shape)
+  return jnp.sqrt(hparams.noise_var) * jax.random.normal(key, shape)
+
+
 def planner_model(config: Config, dyn_params, scales, q_params) -> planner.Model:
   """The planner's imagination: ensemble dynamics, known reward and
-  termination, and the terminal Q (or zero, for the 'no Q' ablation)."""
+  termination (never, with mask_terminations=False), and the terminal Q (or
+  zero, for the 'no Q' ablation)."""
   p = parts(config)
 
   def dynamics(key, s, a):
@@ -133,7 +145,10 @@ def planner_model(config: Config, dyn_params, scales, q_params) -> planner.Model
     return p.q.apply(q_params, s, a)
 
   env = p.environment
-  return planner.Model(dynamics, env.reward_fn, env.termination_fn, terminal_value)
+  termination = env.termination_fn
+  if not config.mask_terminations:
+    termination = lambda s, a, s_next: jnp.zeros(())
+  return planner.Model(dynamics, env.reward_fn, termination, terminal_value)
 
 
 def plan(state: TrainState, key, obs, warm_start, q_params, *, num_samples,
@@ -176,7 +191,8 @@ def _targets(state: TrainState, key, batch: replay.Transition):
                                       batch.reward, batch.terminated, batch.next_obs,
                                       h.gamma), None
   # Warm-started MPPI targets with the target Q (lines 9-12).
-  warm = batch.plan if c.warm_start else jnp.zeros_like(batch.plan)
+  warm = batch.plan if c.warm_start else initial_plan(
+      c, h, jax.random.fold_in(key, 2), (c.batch_size,))
   # "per_step" branching: one member per imagined step for the whole batch.
   k_branch = jax.random.fold_in(key, 1) if c.branching == "per_step" else None
   targets = jax.vmap(lambda k, s, u: plan(
@@ -213,7 +229,9 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   buffer = replay.add(state.buffer, replay.Transition(
       obs, action, next_env.reward, next_env.obs, terminated, stored_plan))
   episode_return = state.episode_return + next_env.reward
-  scales = networks.scales_update(state.scales, obs, next_env.obs) if c.uses_model else state.scales
+  scales = state.scales  # unit scales stay as they are
+  if c.uses_model and c.standardise_model:
+    scales = networks.scales_update(state.scales, obs, next_env.obs)
 
   # Q-iteration on a sampled batch (lines 9-12).
   idx = replay.sample(buffer, k_idx, (c.batch_size,))  # [B]
@@ -237,10 +255,12 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
     actor_params = optax.apply_updates(state.actor_params, a_updates)
     learn_metrics["actor_q"] = actor_q  # mean Q(s, mu(s)) before the step
 
-  # Dynamics: each member fits s' - s on its own batch (line 13).
+  # Dynamics: each member fits s' - s on its own batch, or all on one (line 13).
   dyn_params, dyn_opt = state.dyn_params, state.dyn_opt
   if c.uses_model:
-    dyn_batch = replay.get(buffer, replay.sample(buffer, k_dyn, (c.ensemble_size, c.batch_size)))
+    shared = c.dynamics_batch == "shared"
+    dyn_idx = replay.sample(buffer, k_dyn, (1 if shared else c.ensemble_size, c.batch_size))
+    dyn_batch = replay.get(buffer, jnp.broadcast_to(dyn_idx, (c.ensemble_size, c.batch_size)))
     (dyn_loss, _), dyn_grad = jax.value_and_grad(
         functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
             state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
@@ -279,7 +299,7 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
       env_state=_tree_where(done, reset_env, next_env),
       episode_step=jnp.where(done, 0, episode_step),
       episode_return=jnp.where(done, 0.0, episode_return),
-      plan=jnp.where(done, jnp.zeros_like(next_plan), next_plan),
+      plan=jnp.where(done, initial_plan(c, h, jax.random.fold_in(k_reset, 1)), next_plan),
       q_params=q_params, q_target=q_target, q_opt=q_opt,
       dyn_params=dyn_params, dyn_opt=dyn_opt, scales=scales, buffer=buffer,
       actor_params=actor_params, actor_target=actor_target, actor_opt=actor_opt)

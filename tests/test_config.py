@@ -29,6 +29,8 @@ def test_presets_hold_the_paper_defaults():
     ("target_samples", 0, "target_samples=0 is invalid"),
     ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper, idp_brax, hopper_brax"),
     ("prior", "laplace", "prior='laplace' is invalid; allowed: gaussian, uniform"),
+    ("initial_plan", "ones", "initial_plan='ones' is invalid; allowed: zeros, random"),
+    ("dynamics_batch", "per_step", "dynamics_batch='per_step' is invalid; allowed: per_member, shared"),
     ("gamma", 1.5, "gamma=1.5 is invalid; it must lie in (0, 1]"),
     ("horizon", -1, "horizon=-1 is invalid"),
     ("noise_var", 0.0, "noise_var=0.0 is invalid"),

@@ -107,12 +107,6 @@ def _q_ignoring_action(q_params, obs_size):
   return {"params": dict(p, Dense_0=first)}
 
 
-def _unit_scales(obs_size):
-  """Running statistics of mean 0 and std 1: the ensemble's raw outputs."""
-  unit = networks.RunningStats(jnp.ones(()), jnp.zeros(obs_size), jnp.ones(obs_size))
-  return networks.Scales(unit, unit)
-
-
 def _rows(key, env, h1, *, reward, terminated, plans=None, next_obs=None):
   """C hand-made transitions; obs and actions random."""
   k1, k2, k3 = jax.random.split(key, 3)
@@ -336,7 +330,7 @@ def test_per_step_branching_shares_members_across_the_target_batch(step, h2, env
   drop = jnp.zeros(env.obs_size).at[3:5].set(-2.0)  # idp obs: cos th1, cos th2
   dyn["params"]["Dense_1"]["bias"] = jnp.stack([jnp.zeros(env.obs_size), drop])
   q_target = _q_ignoring_action(h2.q_target, env.obs_size)
-  state = _empty(h2).replace(dyn_params=dyn, scales=_unit_scales(env.obs_size),
+  state = _empty(h2).replace(dyn_params=dyn, scales=networks.unit_scales(env.obs_size),
                              q_target=q_target)
   means = []
   for key in _keys(14, 8):
@@ -446,7 +440,7 @@ def test_every_member_learns_from_its_own_batch(step, h2, env):
   h1 = H2.horizon + 1
   rows = _rows(jax.random.PRNGKey(15), env, h1, reward=1.0, terminated=0.0)
   same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), h2.dyn_params)
-  state = _full(h2, rows).replace(dyn_params=same, scales=_unit_scales(env.obs_size))
+  state = _full(h2, rows).replace(dyn_params=same, scales=networks.unit_scales(env.obs_size))
   new, _ = step(state, jax.random.PRNGKey(16))
   for old_leaf, new_leaf in zip(jax.tree.leaves(state.dyn_params), jax.tree.leaves(new.dyn_params)):
     for m in range(H2.ensemble_size):
@@ -578,7 +572,113 @@ def test_evaluation_returns_stop_at_termination(h2, env, rollout):
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=0.05, err_msg=f"length {length}")
 
 
-# --- 8. Numerical guards -----------------------------------------------------------
+# --- 8. The authors' code's choices, as switches -----------------------------------
+
+def test_shared_dynamics_batch_keeps_identical_members_identical(step, h2, env):
+  """dynamics_batch='shared': members that start identical move, and stay
+  identical, since all fit the same rows (the authors' code).
+
+  Aimed at (not planted yet): the switch ignored (each member its own draw,
+  which `test_every_member_learns_from_its_own_batch` tells apart)."""
+  rows = _rows(jax.random.PRNGKey(15), env, H2.horizon + 1, reward=1.0, terminated=0.0)
+  same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), h2.dyn_params)
+  state = _full(h2, rows).replace(config=H2.replace(dynamics_batch="shared"),
+                                  dyn_params=same, scales=networks.unit_scales(env.obs_size))
+  new, _ = step(state, jax.random.PRNGKey(16))
+  for old_leaf, new_leaf in zip(jax.tree.leaves(same), jax.tree.leaves(new.dyn_params)):
+    assert np.any(np.asarray(new_leaf[0] != old_leaf[0]))
+    for m in range(1, H2.ensemble_size):
+      np.testing.assert_array_equal(new_leaf[m], new_leaf[0])
+
+
+def test_unstandardised_model_fits_and_predicts_raw_changes(step, h2, env, edge_episode):
+  """standardise_model=False: the statistics are never updated, the ensemble
+  sees raw s (no clipping at 10) and predicts s + f(s, a), and the step's loss
+  is the members' mean squared error on raw s' - s. Every row is the same
+  transition, so the loss is computable by hand from the MLP alone.
+
+  Aimed at (not planted yet): statistics still updated; inputs standardised
+  or clipped; the output rescaled."""
+  config = H2.replace(standardise_model=False)
+  ens, mlp = parts(config).ensemble, networks.MLP(config.hidden_sizes, env.obs_size)
+  states, traj, _ = edge_episode
+  s, s_next = states[0], _at(traj, 0)
+  edge = jnp.full((env.action_size,), env.action_high)
+  h1 = config.horizon + 1
+  rows = replay.Transition(
+      obs=jnp.broadcast_to(s.obs, (C, env.obs_size)), action=jnp.broadcast_to(edge, (C, env.action_size)),
+      reward=jnp.full((C,), s_next.reward), next_obs=jnp.broadcast_to(s_next.obs, (C, env.obs_size)),
+      terminated=jnp.zeros((C,)), plan=jnp.zeros((C, h1, env.action_size)))
+  unit = networks.unit_scales(env.obs_size)
+  state = _full(h2, rows).replace(config=config, env_state=s, scales=unit,
+                                  plan=jnp.full((h1, env.action_size), EDGE))
+  new, m = step(state, jax.random.PRNGKey(17))
+  jax.tree.map(np.testing.assert_array_equal, new.scales, unit)
+  member = lambda e: jax.tree.map(lambda x: x[e], state.dyn_params)
+  raw = lambda e, x, a: mlp.apply(member(e), jnp.concatenate([x, a], axis=-1))
+  want = np.mean([np.mean((raw(e, s.obs, edge) - (s_next.obs - s.obs)) ** 2)
+                  for e in range(config.ensemble_size)])
+  np.testing.assert_allclose(m["dyn_loss"], want, rtol=1e-4)
+  far = 30.0 * jax.random.normal(jax.random.PRNGKey(3), (5, env.obs_size))  # beyond any clip
+  act = jnp.zeros((5, env.action_size))
+  got = ens.predict(state.dyn_params, unit, jax.random.PRNGKey(4), far, act)
+  options = [far + raw(e, far, act) for e in range(config.ensemble_size)]
+  assert any(np.allclose(got, o, rtol=1e-5, atol=1e-4) for o in options)
+
+
+def test_unmasked_planner_ignores_imagined_terminations(h2, env, edge_episode):
+  """mask_terminations=False: the planner's termination is 0 even on the step
+  that falls, where the env's (and the default planner's) is 1.
+
+  Aimed at (not planted yet): the switch ignored; the masking dropped by
+  default."""
+  states, traj, t = edge_episode
+  s, a, s_next = states[t].obs, jnp.full((env.action_size,), env.action_high), _at(traj, t).obs
+  assert float(env.termination_fn(s, a, s_next)) == 1.0
+  for mask, want in ((True, 1.0), (False, 0.0)):
+    model = sj.train.planner_model(H2.replace(mask_terminations=mask), h2.dyn_params,
+                                   h2.scales, h2.q_params)
+    assert float(model.termination(s, a, s_next)) == want, mask
+
+
+def test_random_initial_plans_start_episodes_and_cold_targets(step, h2, env, edge_episode):
+  """initial_plan='random': a plan an episode starts from is one draw of
+  N(0, Sigma); so is a cold target's. Checked on (1) the draws' moments, (2)
+  the plan after a terminating step (nonzero, and another key gives another),
+  (3) the cold target planner's refined plans: with the weights made uniform
+  (a huge temperature) a zero start leaves the mean of 4 noise draws (variance
+  Sigma / 4), a random start adds its own draw (variance >= Sigma).
+
+  Aimed at (not planted yet): zeros regardless of the switch; the reset or
+  the cold target left at zeros; std and variance confused."""
+  config = H2.replace(initial_plan="random", warm_start=False)
+  var = 0.25
+  hp = h2.hparams.replace(noise_var=jnp.float32(var), temperature=jnp.float32(1e6))
+  draws = np.asarray(sj.train.initial_plan(config, hp, jax.random.PRNGKey(0), (20000,)))
+  assert draws.shape == (20000, config.horizon + 1, env.action_size)
+  assert abs(draws.mean()) < 0.01 and abs(draws.std() - 0.5) < 0.01
+  np.testing.assert_array_equal(sj.train.initial_plan(H2, hp, jax.random.PRNGKey(0)), 0.0)
+
+  states, _, t = edge_episode
+  h1 = config.horizon + 1
+  state = _empty(h2).replace(config=config, hparams=hp, env_state=states[t],
+                             plan=jnp.full((h1, env.action_size), EDGE))
+  plans = [np.asarray(step(state, k)[0].plan) for k in _keys(21, 2)]
+  for p in plans:
+    assert np.all(p != 0.0) and np.all(np.abs(p) < 5 * 0.5)
+  assert np.all(plans[0] != plans[1])
+
+  rows = _rows(jax.random.PRNGKey(22), env, h1, reward=0.0, terminated=0.0)
+  batch = jax.tree.map(lambda x: x[:config.batch_size], rows)
+  spread = {}
+  for init in ("zeros", "random"):
+    s = _full(h2, rows).replace(config=config.replace(initial_plan=init), hparams=hp)
+    refined = [np.asarray(sj.train._targets(s, k, batch)[1]) for k in _keys(23, 8)]
+    spread[init] = float(np.var(np.concatenate(refined)))
+  assert spread["zeros"] < 0.6 * var < spread["random"], spread
+
+
+# --- 9. Numerical guards -----------------------------------------------------------
 
 def test_first_step_is_finite_from_empty_statistics(step, h2):
   """At step 1 the running statistics have seen one transition: a variance of
