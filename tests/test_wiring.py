@@ -578,8 +578,8 @@ def test_shared_dynamics_batch_keeps_identical_members_identical(step, h2, env):
   """dynamics_batch='shared': members that start identical move, and stay
   identical, since all fit the same rows (the authors' code).
 
-  Aimed at (not planted yet): the switch ignored (each member its own draw,
-  which `test_every_member_learns_from_its_own_batch` tells apart)."""
+  Planted bug seen to fail it: the switch ignored (each member its own
+  draw, which `test_every_member_learns_from_its_own_batch` tells apart)."""
   rows = _rows(jax.random.PRNGKey(15), env, H2.horizon + 1, reward=1.0, terminated=0.0)
   same = jax.tree.map(lambda x: jnp.broadcast_to(x[:1], x.shape), h2.dyn_params)
   state = _full(h2, rows).replace(config=H2.replace(dynamics_batch="shared"),
@@ -597,8 +597,9 @@ def test_unstandardised_model_fits_and_predicts_raw_changes(step, h2, env, edge_
   is the members' mean squared error on raw s' - s. Every row is the same
   transition, so the loss is computable by hand from the MLP alone.
 
-  Aimed at (not planted yet): statistics still updated; inputs standardised
-  or clipped; the output rescaled."""
+  Planted bug seen to fail it: inputs standardised regardless of the
+  switch. Also aimed at (not planted yet): statistics still updated; the
+  output rescaled."""
   config = H2.replace(standardise_model=False)
   ens, mlp = parts(config).ensemble, networks.MLP(config.hidden_sizes, env.obs_size)
   states, traj, _ = edge_episode
@@ -630,8 +631,8 @@ def test_unmasked_planner_ignores_imagined_terminations(h2, env, edge_episode):
   """mask_terminations=False: the planner's termination is 0 even on the step
   that falls, where the env's (and the default planner's) is 1.
 
-  Aimed at (not planted yet): the switch ignored; the masking dropped by
-  default."""
+  Planted bug seen to fail it: the switch ignored. Also aimed at (not
+  planted yet): the masking dropped by default."""
   states, traj, t = edge_episode
   s, a, s_next = states[t].obs, jnp.full((env.action_size,), env.action_high), _at(traj, t).obs
   assert float(env.termination_fn(s, a, s_next)) == 1.0
@@ -649,8 +650,9 @@ def test_random_initial_plans_start_episodes_and_cold_targets(step, h2, env, edg
   (a huge temperature) a zero start leaves the mean of 4 noise draws (variance
   Sigma / 4), a random start adds its own draw (variance >= Sigma).
 
-  Aimed at (not planted yet): zeros regardless of the switch; the reset or
-  the cold target left at zeros; std and variance confused."""
+  Planted bugs seen to fail it, one at a time: the cold target started from
+  zeros; the plan reset to zeros. Also aimed at (not planted yet): std and
+  variance confused."""
   config = H2.replace(initial_plan="random", warm_start=False)
   var = 0.25
   hp = h2.hparams.replace(noise_var=jnp.float32(var), temperature=jnp.float32(1e6))
