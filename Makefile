@@ -19,7 +19,7 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install render-deps idp hopper ablations baselines test test-slow bench fig2 table1 clean
+.PHONY: install render-deps idp hopper ablations baselines test test-slow bench fig2 table1 choices clean
 
 install: $(VENV)/.installed render-deps
 
@@ -83,6 +83,13 @@ baselines: install
 # seeds vmapped per configuration (default 3 here), into results/fig2/.
 fig2: install
 	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,50000) PY=$(PY) experiments/fig2.sh
+
+# The authors' code's choices (no masking after an imagined termination,
+# random initial plans, one raw dynamics batch), each alone and all together,
+# against ours on the paper's pendulum: SEEDS x STEPS each (default 3 x 20k),
+# into results/choices/.
+choices: install
+	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,20000) PY=$(PY) ARGS="$(ARGS)" experiments/choices.sh
 
 # The paper's Table I: env steps/s, warm vs cold target MPPI, into results/table1.md.
 table1: install

@@ -66,30 +66,49 @@ def curve(lines, summary, kind: str = "auto"):
   return steps, values, kind
 
 
+def final(lines, summary):
+  """(env steps, returns per seed, note) of a run's last evaluation: the
+  summary's final one, or for a run stopped early (no final_returns) its
+  last logged one, noted as such; None where it has neither."""
+  if "final_returns" in summary:
+    return summary.get("total_steps", "?"), summary["final_returns"], ""
+  evals = [l for l in lines if "eval_returns" in l]
+  if not evals:
+    return None
+  return evals[-1]["step"], evals[-1]["eval_returns"], " (stopped; last evaluation)"
+
+
 def table(rows) -> str:
-  """Markdown table of final IQM and 95% interval, one row per run."""
+  """Markdown table of final IQM and 95% interval, one row per run.
+  rows: (label, (env steps, returns per seed, note) or None)."""
   out = ["| run | seeds | env steps | final IQM | 95% interval | final return per seed |",
          "| --- | ---: | ---: | ---: | --- | --- |"]
-  for label, s in rows:
-    lo, hi = s["final_return_iqm_ci95"]
-    per_seed = ", ".join(f"{r:.0f}" for r in s["final_returns"])
-    out.append(f"| {label} | {len(s['final_returns'])} | {s.get('total_steps', '?')} | "
-               f"{s['final_return_iqm']:.0f} | {lo:.0f} to {hi:.0f} | {per_seed} |")
+  for label, fin in rows:
+    if fin is None:
+      out.append(f"| {label} | | | no evaluation | | |")
+      continue
+    step, returns, note = fin
+    lo, hi = cli.iqm_ci(returns)
+    per_seed = ", ".join(f"{r:.0f}" for r in returns)
+    out.append(f"| {label} | {len(returns)} | {step}{note} | {cli.iqm(returns):.0f} | "
+               f"{lo:.0f} to {hi:.0f} | {per_seed} |")
   return "\n".join(out) + "\n"
 
 
 def plot(path, runs, band, title="", dashed=()):
-  """runs: (label, steps [T], returns [S, T], summary); one coloured line each."""
+  """runs: (label, steps [T], returns [S, T], `final`'s triple or None); one
+  coloured line each."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(7.5, 4.5))
-  for i, (label, steps, values, summary) in enumerate(runs):
+  for i, (label, steps, values, fin) in enumerate(runs):
     color = f"C{i}"
     if label in dashed:
-      ax.axhline(summary["final_return_iqm"], color=color, ls="--", lw=1.5,
-                 label=f"{label}, final IQM at {summary.get('total_steps', '?')} steps")
+      if fin is not None:
+        ax.axhline(cli.iqm(fin[1]), color=color, ls="--", lw=1.5,
+                   label=f"{label}, final IQM at {fin[0]} steps")
       continue
     if not len(steps):
       continue
@@ -137,9 +156,10 @@ def main(argv):
   for label, d in zip(labels, folders):
     lines, summary = load_run(d)
     steps, values, kind = curve(lines, summary, FLAGS.curve)
+    fin = final(lines, summary)
     runs.append((label if FLAGS.curve != "auto" or kind == "eval" else f"{label} (train)",
-                 steps, values, summary))
-    rows.append((label, summary))
+                 steps, values, fin))
+    rows.append((label, fin))
   dashed = {runs[labels.index(l)][0] for l in FLAGS.dashed}
   cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)))
   plot(FLAGS.out, runs, band, FLAGS.title, dashed)

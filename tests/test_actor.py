@@ -209,13 +209,21 @@ def test_plot_overlays_folders_and_tabulates(tmp_path, capsys):
   steps, values, kind = plot.curve(*plot.load_run(b))
   assert kind == "train" and np.isnan(values[1, 1])
   png, table = str(tmp_path / "fig.png"), str(tmp_path / "fig.md")
-  argv = plot.FLAGS(["plot.py", a, b, "--labels=ours,SAC", "--dashed=SAC", f"--out={png}"])
+  # A run stopped early (by a signal or a time budget): no final_returns; its
+  # row is its last logged evaluation, said so.
+  c = str(tmp_path / "stopped")
+  _fake_run(c, [1000, 2000], [[5.0, 6.0, 7.0, 8.0], [40.0, 10.0, 30.0, 20.0]], "eval_returns")
+  with open(os.path.join(c, "summary.json"), "w") as f:
+    json.dump(dict(total_steps=5000, finished=False), f)
+  argv = plot.FLAGS(["plot.py", a, b, c, "--labels=ours,SAC,stopped", "--dashed=SAC",
+                     f"--out={png}"])
   try:
     plot.main(argv)
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     md = open(table).read().splitlines()
     assert md[2].startswith("| ours | 3 | 2000 | 20 | 10 to 30 |")
     assert md[3].startswith("| SAC | 2 | 2000 | 5 |")
+    assert md[4].startswith("| stopped | 4 | 2000 (stopped; last evaluation) | 25 |")
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
       plot.main(plot.FLAGS(["plot.py", a, b, "--labels=one"]))
