@@ -273,7 +273,7 @@ def _digit_model(branching, e):
   ens = networks.make_ensemble(1, 1, (4,), e, branching)
   params = jax.tree.map(jnp.zeros_like, ens.init(jax.random.PRNGKey(0)))
   params["params"]["Dense_1"]["bias"] = jnp.arange(e, dtype=jnp.float32)[:, None]
-  unit = _unit_scales(1)
+  unit = networks.unit_scales(1)
   return Model(lambda k, s, a: ens.predict(params, unit, k, s, a),
                lambda s, a, s2: s2[0] - s[0], lambda s, a, s2: jnp.zeros(()),
                lambda s, a: jnp.zeros(s.shape[0]))
