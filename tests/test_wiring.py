@@ -123,6 +123,19 @@ def _rows(key, env, h1, *, reward, terminated, plans=None, next_obs=None):
       plan=plans)
 
 
+def _first_edge_step_rows(edge_episode, env):
+  """(s, s', the edge action, C rows all equal to that first step of the edge
+  episode, with plans of H2's length): every batch a step draws is that row."""
+  states, traj, _ = edge_episode
+  s, s_next = states[0], _at(traj, 0)
+  edge = jnp.full((env.action_size,), env.action_high)
+  rows = replay.Transition(
+      obs=jnp.broadcast_to(s.obs, (C, env.obs_size)), action=jnp.broadcast_to(edge, (C, env.action_size)),
+      reward=jnp.full((C,), s_next.reward), next_obs=jnp.broadcast_to(s_next.obs, (C, env.obs_size)),
+      terminated=jnp.zeros((C,)), plan=jnp.zeros((C, H2.horizon + 1, env.action_size)))
+  return s, s_next, edge, rows
+
+
 CURSOR = 5  # the row the step's own transition overwrites in a full buffer
 
 
@@ -457,14 +470,8 @@ def test_dynamics_fit_uses_this_steps_statistics_and_lowers_the_loss(step, h2, e
   Planted bug seen to fail it: `state.scales` (last step's statistics) in the
   dynamics loss. Also aimed at (not planted yet): the update applied with the
   wrong sign."""
-  states, traj, _ = edge_episode
-  s, s_next = states[0], _at(traj, 0)
-  edge = jnp.full((env.action_size,), env.action_high)
+  s, s_next, edge, rows = _first_edge_step_rows(edge_episode, env)
   h1 = H2.horizon + 1
-  rows = replay.Transition(
-      obs=jnp.broadcast_to(s.obs, (C, env.obs_size)), action=jnp.broadcast_to(edge, (C, env.action_size)),
-      reward=jnp.full((C,), s_next.reward), next_obs=jnp.broadcast_to(s_next.obs, (C, env.obs_size)),
-      terminated=jnp.zeros((C,)), plan=jnp.zeros((C, h1, env.action_size)))
   old = networks.RunningStats(jnp.full((), 2.0), jnp.full((env.obs_size,), 0.3),
                               jnp.full((env.obs_size,), 0.5))
   old_scales = networks.Scales(old, old)
@@ -602,14 +609,8 @@ def test_unstandardised_model_fits_and_predicts_raw_changes(step, h2, env, edge_
   output rescaled."""
   config = H2.replace(standardise_model=False)
   ens, mlp = parts(config).ensemble, networks.MLP(config.hidden_sizes, env.obs_size)
-  states, traj, _ = edge_episode
-  s, s_next = states[0], _at(traj, 0)
-  edge = jnp.full((env.action_size,), env.action_high)
+  s, s_next, edge, rows = _first_edge_step_rows(edge_episode, env)
   h1 = config.horizon + 1
-  rows = replay.Transition(
-      obs=jnp.broadcast_to(s.obs, (C, env.obs_size)), action=jnp.broadcast_to(edge, (C, env.action_size)),
-      reward=jnp.full((C,), s_next.reward), next_obs=jnp.broadcast_to(s_next.obs, (C, env.obs_size)),
-      terminated=jnp.zeros((C,)), plan=jnp.zeros((C, h1, env.action_size)))
   unit = networks.unit_scales(env.obs_size)
   state = _full(h2, rows).replace(config=config, env_state=s, scales=unit,
                                   plan=jnp.full((h1, env.action_size), EDGE))
