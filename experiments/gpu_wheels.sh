@@ -13,7 +13,7 @@ mkdir -p .whl
 # --no-deps: each missing dependency is named here.
 pkgs=(brax==0.14.2 mujoco==3.17.0 mujoco-mjx==3.17.0 websockets
       glfw==2.11.0 pyopengl jaxopt==0.8.5 trimesh==5.2.0 tensorboardX==2.6.5
-      orbax-checkpoint==0.12.8)
+      orbax-checkpoint==0.12.8 ml_collections==1.1.0)  # ml_collections: brax's SAC
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
