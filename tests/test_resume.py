@@ -147,6 +147,7 @@ def test_resume_with_another_config_is_refused(env, left_alone, extra, words):
   assert one_error_line(p).startswith(words)
 
 
+@pytest.mark.slow  # the cold-cache suite ran 17 minutes on a fresh clone
 def test_resume_may_change_eval_cadence_and_checkpoint_interval(env, left_alone, tmp_path):
   out = tmp_path / "copy"
   shutil.copytree(left_alone, out)

@@ -78,6 +78,7 @@ def test_sweep_rejects_bad_input_in_one_line(args, words, tmp_path):
   assert not os.path.exists(f"{tmp_path}/run")
 
 
+@pytest.mark.slow  # the cold-cache suite ran 17 minutes on a fresh clone
 def test_grid_sweep_sharded_writes_table_and_heatmap(tmp_path):
   """A 2 x 2 grid x 1 seed: 4 runs in one program, 2 per device over 2 devices."""
   out = subprocess.run([sys.executable, SWEEP, "--grid=temperature=0.1,1", "--grid=tau=0.005,0.05",

@@ -24,6 +24,7 @@ def state0():
   return jax.jit(sj.init, static_argnums=0)(SMALL, jax.random.PRNGKey(0))
 
 
+@pytest.mark.slow  # the cold-cache suite ran 17 minutes on a fresh clone
 def test_second_chunk_does_not_recompile(run_chunk, state0):
   s1, m1 = run_chunk(state0)
   s2, m2 = run_chunk(s1)
@@ -32,6 +33,7 @@ def test_second_chunk_does_not_recompile(run_chunk, state0):
   assert int(s2.buffer.size) == 100
 
 
+@pytest.mark.slow  # the cold-cache suite ran 17 minutes on a fresh clone
 def test_train_step_is_pure_and_seeds_differ(state0):
   step = jax.jit(sj.train_step)
   key = jax.random.PRNGKey(7)
