@@ -9,13 +9,18 @@
 #   shared_raw     --dynamics_batch=shared --nostandardise_model: every member
 #                  fits one batch, in raw units
 #   authors        all three
+#   replica        all three, and the authors' last two choices too:
+#                  --network_init=torch (PyTorch's nn.Linear initialisation)
+#                  and --nokeep_plan_tail (the stored plan's last action reset
+#                  to 0 at each write-back)
 # Each is evaluated every EVAL_EVERY chunks; then experiments/plot.py writes
 # the overlay and the table of final IQM (95% intervals). Variants already
 # finished in OUT are skipped.
 #   SEEDS=3 STEPS=20000 OUT=results/choices experiments/choices.sh   (= make choices)
 # On a many-core machine, PARALLEL=k runs k variants at once, each pinned to
 # CORES cores (taskset); BUDGET_S stops every run (SIGINT: it saves its
-# summary) that many seconds after the start.
+# summary) that many seconds after the start. ONLY="ours replica" runs just
+# the variants named; FIRST_CORE=k pins from core k on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -27,6 +32,8 @@ PARALLEL=${PARALLEL:-1}
 CORES=${CORES:-0}
 BUDGET_S=${BUDGET_S:-0}
 ARGS=${ARGS:-}
+ONLY=${ONLY:-}
+FIRST_CORE=${FIRST_CORE:-0}
 mkdir -p "$OUT"
 {
   echo "command: make choices SEEDS=$SEEDS STEPS=$STEPS (experiments/choices.sh; PARALLEL=$PARALLEL CORES=$CORES ARGS=$ARGS)"
@@ -39,10 +46,11 @@ VARIANTS=(
   "random_plans:--initial_plan=random"
   "shared_raw:--dynamics_batch=shared --nostandardise_model"
   "authors:--nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model"
+  "replica:--nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model --network_init=torch --nokeep_plan_tail"
 )
 run_one() {  # index, name, flags
   local i=$1 name=$2 flags=$3 pin=() stop=()
-  if [ "$CORES" -gt 0 ]; then pin=(taskset -c "$(( i * CORES ))-$(( i * CORES + CORES - 1 ))"); fi
+  if [ "$CORES" -gt 0 ]; then pin=(taskset -c "$(( FIRST_CORE + i * CORES ))-$(( FIRST_CORE + i * CORES + CORES - 1 ))"); fi
   if [ "$BUDGET_S" -gt 0 ]; then stop=(timeout -s INT -k 60 "$(( BUDGET_S - SECONDS ))"); fi
   # shellcheck disable=SC2086
   "${stop[@]}" "${pin[@]}" $PY experiments/train.py --env=idp --seeds="$SEEDS" \
@@ -53,6 +61,7 @@ run_one() {  # index, name, flags
 i=0
 for v in "${VARIANTS[@]}"; do
   name=${v%%:*}
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   if $PY -c "import json, sys; sys.exit(not json.load(open(sys.argv[1])).get('finished'))" \
        "$OUT/$name/summary.json" 2>/dev/null; then
     echo "$name: done already"; continue
@@ -62,6 +71,8 @@ for v in "${VARIANTS[@]}"; do
   if (( i % PARALLEL == 0 )); then wait; fi
 done
 wait
-names=(); for v in "${VARIANTS[@]}"; do [ -f "$OUT/${v%%:*}/summary.json" ] && names+=("${v%%:*}"); done
+names=(); for v in "${VARIANTS[@]}"; do
+  [ -n "$ONLY" ] && [[ " $ONLY " != *" ${v%%:*} "* ]] && continue
+  [ -f "$OUT/${v%%:*}/summary.json" ] && names+=("${v%%:*}"); done
 $PY experiments/plot.py "${names[@]/#/$OUT/}" --labels="$(IFS=,; echo "${names[*]}")" \
   --out="$OUT/choices.png" --title="The authors' choices, paper's pendulum, $SEEDS seeds"

@@ -18,6 +18,7 @@ BRANCHING = ("per_step", "per_sample")
 DECIDERS = ("mppi", "actor")  # Who picks the online action / the target's next action.
 INITIAL_PLANS = ("zeros", "random")
 DYNAMICS_BATCHES = ("per_member", "shared")
+NETWORK_INITS = ("flax", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,10 @@ class Config:
   target_samples: int = 20  # MPPI samples per target state (10% of N).
   target_iterations: int = 1  # MPPI iterations per target.
   warm_start: bool = True  # Warm start from the stored plan, else from zeros.
+  # The refined plan written back keeps its last action; False: that action is
+  # reset to 0, so a target's warm start is the first H refined actions and a
+  # zero (the authors' buffer stores only those H).
+  keep_plan_tail: bool = True
   # Where MPPI is used (Fig. 3, right); "actor" swaps in a DDPG-style mu(s).
   # control=actor, targets=actor is DDPG: no planner, no dynamics model.
   control: str = "mppi"  # Online action: MPPI, or mu(s) + N(0, actor_noise^2).
@@ -67,6 +72,9 @@ class Config:
   # raw units, as the authors' code (its trainer_scaler='null').
   standardise_model: bool = True
   hidden_sizes: Tuple[int, ...] = (256, 256)
+  # Layer initialisation: "flax" (LeCun normal kernel, zero bias) or "torch"
+  # (nn.Linear's: kernel and bias U(+-1/sqrt(fan_in)), the authors' code).
+  network_init: str = "flax"
   learning_rate: float = 3e-4  # Adam, Q and dynamics.
   batch_size: int = 32
   tau: float = 0.005  # Polyak rate of the target Q.
@@ -137,6 +145,8 @@ def validate(config: Config) -> Config:
        f"allowed: {', '.join(INITIAL_PLANS)}")
   need(c.dynamics_batch in DYNAMICS_BATCHES, "dynamics_batch",
        f"allowed: {', '.join(DYNAMICS_BATCHES)}")
+  need(c.network_init in NETWORK_INITS, "network_init",
+       f"allowed: {', '.join(NETWORK_INITS)}")
   need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")
   need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")

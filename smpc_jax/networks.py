@@ -11,15 +11,39 @@ import jax
 import jax.numpy as jnp
 
 
+INITS = ("flax", "torch")
+
+
+def _torch_bias_init(fan_in: int):
+  """PyTorch's nn.Linear bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / fan_in ** 0.5
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+      key, shape, dtype, -bound, bound)
+
+
+def dense(features: int, fan_in: int, scheme: str = "flax") -> nn.Dense:
+  """A Dense layer initialised as flax does (LeCun normal kernel, zero bias)
+  or as PyTorch's nn.Linear does (kernel and bias U(+-1/sqrt(fan_in)), its
+  kaiming_uniform(a=sqrt(5)))."""
+  if scheme == "flax":
+    return nn.Dense(features)
+  if scheme == "torch":
+    return nn.Dense(features,
+                    kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                    bias_init=_torch_bias_init(fan_in))
+  raise ValueError(f"init={scheme!r} is invalid; allowed: {', '.join(INITS)}.")
+
+
 class MLP(nn.Module):
   hidden_sizes: Sequence[int]
   out_size: int
+  scheme: str = "flax"  # initialisation, see `dense`
 
   @nn.compact
   def __call__(self, x):  # [..., in] -> [..., out]
     for h in self.hidden_sizes:
-      x = nn.silu(nn.Dense(h)(x))
-    return nn.Dense(self.out_size)(x)
+      x = nn.silu(dense(h, x.shape[-1], self.scheme)(x))
+    return dense(self.out_size, x.shape[-1], self.scheme)(x)
 
 
 @flax.struct.dataclass
@@ -80,8 +104,9 @@ class Ensemble(NamedTuple):
 BRANCHING = ("per_step", "per_sample")
 
 
-def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int]) -> QNetwork:
-  net = MLP(tuple(hidden_sizes), 1)
+def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
+           scheme: str = "flax") -> QNetwork:
+  net = MLP(tuple(hidden_sizes), 1, scheme)
 
   def init(key):
     return net.init(key, jnp.zeros((obs_size + action_size,)))
@@ -100,9 +125,10 @@ def unit_scales(obs_size: int) -> Scales:
 
 def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
                   ensemble_size: int, branching: str = "per_sample",
-                  standardise: bool = True) -> Ensemble:
+                  standardise: bool = True, scheme: str = "flax") -> Ensemble:
   """E residual models s' = s + f_e(s, a), trained on s' - s.
 
+  scheme: the layers' initialisation, "flax" or "torch" (see `dense`).
   standardise: inputs and outputs are standardised by running statistics
   (`Scales`) so that every coordinate counts in the loss, not only the large
   velocities. False: raw s in, raw s' - s out (the caller passes
@@ -118,7 +144,7 @@ def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
   """
   if branching not in BRANCHING:
     raise ValueError(f"branching={branching!r} is invalid; allowed: {', '.join(BRANCHING)}.")
-  net = MLP(tuple(hidden_sizes), obs_size)
+  net = MLP(tuple(hidden_sizes), obs_size, scheme)
 
   def init(key):
     x = jnp.zeros((obs_size + action_size,))

@@ -68,14 +68,15 @@ def parts(config: Config) -> Parts:
   """The environment, networks and optimiser a config describes."""
   environment = envs.make(config.env, config.frame_skip)
   obs, act = environment.obs_size, environment.action_size
-  q = networks.make_q(obs, act, config.hidden_sizes)
+  q = networks.make_q(obs, act, config.hidden_sizes, config.network_init)
   ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
-                                    config.branching, config.standardise_model)
+                                    config.branching, config.standardise_model,
+                                    config.network_init)
   optimiser = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
   actor = None
   if config.uses_actor:
     actor = actor_lib.make_actor(obs, act, config.hidden_sizes, environment.action_low,
-                                 environment.action_high)
+                                 environment.action_high, config.network_init)
   return Parts(environment, q, ensemble, optimiser, actor)
 
 
@@ -183,7 +184,8 @@ def _act(state: TrainState, key, obs):
 
 def _targets(state: TrainState, key, batch: replay.Transition):
   """Bellman targets y [B] for a sampled batch, and the refined plans
-  [B, H+1, act] to store back (None with targets=actor)."""
+  [B, H+1, act] to store back (None with targets=actor); with
+  keep_plan_tail=False their last action is reset to 0."""
   c, h = state.config, state.hparams
   if c.targets == "actor":  # y = r + gamma Q'(s', mu'(s')), DDPG's target.
     p = parts(c)
@@ -200,7 +202,8 @@ def _targets(state: TrainState, key, batch: replay.Transition):
       iterations=c.target_iterations, model_key=k_branch))(
           jax.random.split(key, c.batch_size), batch.next_obs, warm)
   y = losses.soft_bellman_target(batch.reward, batch.terminated, targets.value, h.gamma)
-  return y, targets.plan
+  stored = targets.plan if c.keep_plan_tail else targets.plan.at[:, -1].set(0.0)
+  return y, stored
 
 
 def _all_finite(tree) -> jax.Array:

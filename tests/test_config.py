@@ -31,6 +31,7 @@ def test_presets_hold_the_paper_defaults():
     ("prior", "laplace", "prior='laplace' is invalid; allowed: gaussian, uniform"),
     ("initial_plan", "ones", "initial_plan='ones' is invalid; allowed: zeros, random"),
     ("dynamics_batch", "per_step", "dynamics_batch='per_step' is invalid; allowed: per_member, shared"),
+    ("network_init", "xavier", "network_init='xavier' is invalid; allowed: flax, torch"),
     ("gamma", 1.5, "gamma=1.5 is invalid; it must lie in (0, 1]"),
     ("horizon", -1, "horizon=-1 is invalid"),
     ("noise_var", 0.0, "noise_var=0.0 is invalid"),

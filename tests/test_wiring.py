@@ -681,6 +681,58 @@ def test_random_initial_plans_start_episodes_and_cold_targets(step, h2, env, edg
   assert spread["zeros"] < 0.6 * var < spread["random"], spread
 
 
+def test_dropped_plan_tail_resets_the_stored_last_action(h2, env):
+  """keep_plan_tail=False: the plans stored back are the refined ones with
+  their last action reset to 0 (the authors' buffer keeps H refined actions
+  and pads the warm start with a zero); the first H are untouched. With the
+  default, the last action is refined like the others. Rows' plans are
+  2 (i - 7.5) everywhere, so a refined last action is far from 0.
+
+  Planted bug seen to fail it: the switch ignored. Also aimed at (not
+  planted yet): the first action zeroed instead of the last."""
+  h1 = H2.horizon + 1
+  plans = 2.0 * (jnp.arange(C, dtype=jnp.float32) - 7.5)[:, None, None] * jnp.ones(
+      (1, h1, env.action_size))
+  rows = _rows(jax.random.PRNGKey(24), env, h1, reward=0.0, terminated=0.0, plans=plans)
+  batch = jax.tree.map(lambda x: x[:H2.batch_size], rows)
+  hp = h2.hparams.replace(noise_var=jnp.float32(0.01))
+  stored = {}
+  for keep in (True, False):
+    state = _full(h2, rows).replace(config=H2.replace(keep_plan_tail=keep), hparams=hp)
+    stored[keep] = np.asarray(sj.train._targets(state, jax.random.PRNGKey(25), batch)[1])
+  np.testing.assert_array_equal(stored[False][:, :-1], stored[True][:, :-1])
+  np.testing.assert_array_equal(stored[False][:, -1], 0.0)
+  assert np.all(np.abs(stored[True] - np.asarray(batch.plan)) < 0.5)
+
+
+def test_torch_init_is_pytorch_linears_and_reaches_every_network(env):
+  """network_init='torch': every layer's kernel and bias are U(-b, b) with
+  b = 1/sqrt(fan_in), as PyTorch's nn.Linear (moments of a uniform: max near
+  b, std b/sqrt(3)); 'flax' keeps LeCun normal kernels (std 1/sqrt(fan_in))
+  and zero biases. The switch reaches the Q-network, the ensemble and the
+  actor that `parts` builds.
+
+  Planted bug seen to fail it: `parts` not passing the switch on. Also aimed
+  at (not planted yet): the bound as 1/fan_in, or the bias left at zero."""
+  config = H2.replace(hidden_sizes=(256, 256), control="actor")
+  for scheme in ("torch", "flax"):
+    p = parts(config.replace(network_init=scheme))
+    key = jax.random.PRNGKey(26)
+    for name, params in (("q", p.q.init(key)), ("ensemble", p.ensemble.init(key)),
+                         ("actor", p.actor.init(key))):
+      for layer, leaves in params["params"].items():
+        kernel, bias = np.asarray(leaves["kernel"]), np.asarray(leaves["bias"])
+        b = 1.0 / math.sqrt(kernel.shape[-2])
+        where = (scheme, name, layer)
+        if scheme == "torch":
+          assert np.abs(kernel).max() <= b and np.abs(kernel).max() > 0.95 * b, where
+          assert abs(kernel.std() - b / math.sqrt(3)) < 0.1 * b, where
+          assert np.abs(bias).max() <= b and np.any(bias != 0.0), where
+        else:
+          assert abs(kernel.std() - b) < 0.15 * b, where
+          np.testing.assert_array_equal(bias, 0.0)
+
+
 # --- 9. Numerical guards -----------------------------------------------------------
 
 def test_first_step_is_finite_from_empty_statistics(step, h2):
