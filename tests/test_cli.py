@@ -45,6 +45,8 @@ def a_file(tmp_path_factory):
     ("bench.py", ["--steps=0"], "error: steps=0 is invalid; it must be an integer >= 1."),
     ("render.py", ["--run_dir=/nonexistent", "--out=a.avi"],
      "error: out='a.avi' is invalid; it must end in .gif, .mp4, .png."),
+    ("train_returns.py", ["{file}"],
+     "error: '{file}' is neither a run folder with metrics.jsonl nor an authors' .log file."),
 ])
 def test_bad_input_gets_one_line_and_exit_2(script, args, words, a_file, tmp_path):
   args = [a.replace("{file}", a_file) for a in args]
@@ -112,3 +114,32 @@ def test_first_signal_asks_to_stop_and_second_exits_at_once():
   assert p.stdout == "first SIGTERM 143\n"
   assert p.returncode == 130 and "Traceback" not in p.stderr
   assert "received SIGINT again: exiting now" in p.stderr
+
+
+def test_train_returns_reads_both_codes_alike(tmp_path):
+  """Our metrics.jsonl and the authors' log give the same rows for the same
+  episodes: ours logs an episode at the step count where it ends, theirs at
+  the 0-based global_step (one less); SPS lines every 100 steps count the
+  steps their run took. Planted bug seen to fail it: the +1 dropped."""
+  import train_returns as tr
+  run = tmp_path / "ours"
+  run.mkdir()
+  chunks = [(1000, [[500.0], []]), (2000, [[9100.0, 9200.0], [300.0]]), (3000, [[], [9300.0]])]
+  with open(run / "metrics.jsonl", "w") as f:
+    for step, eps in chunks:
+      f.write(json.dumps(dict(step=step, episode_returns=eps)) + "\n")
+  log = tmp_path / "seed0.log"
+  lines = [f"1.0 SPS: 50" for _ in range(30)]
+  lines[3] = "1.0 global_step=999, episodic_return=500.0"  # ends at step 1000
+  lines[9] = "1.0 global_step=1999, episodic_return=[9100.]"
+  lines[12] = "1.0 global_step=1999, episodic_return=9200.0"
+  log.write_text("\n".join(lines) + "\n")
+  (eps0, end0), (eps1, end1) = tr.ours(str(run))
+  theirs, end = tr.authors(str(log))
+  assert (end0, end) == (3000, 2700)  # 27 SPS lines: 2,700 steps run
+  assert theirs == eps0 == [(1000, 500.0), (2000, 9100.0), (2000, 9200.0)]
+  assert tr.seed_row(eps0, 3000, 1000) == dict(end=3000, first_best=2000, median_last=None,
+                                               best_last=0, episodes_last=0)
+  assert tr.seed_row(eps0, 3000, 2000) == dict(end=3000, first_best=2000, median_last=9150.0,
+                                               best_last=2, episodes_last=2)
+  assert tr.seed_row(eps1, end1, 1000)["first_best"] == 3000

@@ -1,0 +1,102 @@
+"""Training-episode returns of runs, ours and the authors' code, side by side.
+
+  python experiments/train_returns.py results/choices50k/ours \
+      results/authors/seed*.log --out=results/authors/table.md
+
+A folder is one of our runs (its metrics.jsonl: every seed's finished
+episodes per chunk); a .log file is one seed of the authors' code
+(experiments/authors_run.sh: "global_step=N, episodic_return=R" lines). Runs
+are grouped by label: a folder's name, or "authors" for the logs. Per group
+and seed: the first episode >= 9000 (the paper's bar for a balanced
+pendulum), and over the last WINDOW env steps of the run the median return
+and the count of episodes >= 9000. Then, per group, the seeds' medians with
+their IQM and 95% bootstrap interval. Both codes log an episode at the env
+step where it ends, so the windows mean the same in both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from absl import app, flags
+import numpy as np
+
+import cli
+
+flags.DEFINE_string("out", None, "Markdown table to write (and .json beside it).")
+flags.DEFINE_integer("window", 5000, "Final window of env steps.")
+flags.DEFINE_string("labels", None, "Labels for the folders, comma separated (default: names).")
+FLAGS = flags.FLAGS
+BEST = 9000.0
+LINE = re.compile(r"global_step=(\d+), episodic_return=\[?([-0-9.eE+]+)")
+
+
+def ours(folder):
+  """[(seed episodes [(step, return)], last step)] of one of our runs."""
+  lines = [json.loads(l) for l in open(os.path.join(folder, "metrics.jsonl")) if l.strip()]
+  seeds = len(lines[0]["episode_returns"])
+  end = lines[-1]["step"]
+  return [([(l["step"], r) for l in lines for r in l["episode_returns"][s]], end)
+          for s in range(seeds)]
+
+
+def authors(log):
+  """(episodes [(step, return)], steps run) of one authors' seed. Their
+  global_step is 0-based, +1 here to count steps taken as ours does; they
+  print "SPS: .." after every 100th step, so those lines count the steps run."""
+  text = open(log).read().splitlines()
+  episodes = [(int(m[1]) + 1, float(m[2])) for m in map(LINE.search, text) if m]
+  steps = 100 * sum(" SPS: " in l for l in text)
+  return episodes, max([steps] + [s for s, _ in episodes])
+
+
+def seed_row(episodes, end, window):
+  first = next((s for s, r in episodes if r >= BEST), None)
+  recent = [r for s, r in episodes if s > end - window]
+  return dict(end=end, first_best=first, median_last=float(np.median(recent)) if recent else None,
+              best_last=int(sum(r >= BEST for r in recent)), episodes_last=len(recent))
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    cli.fail("give one or more run folders or authors' .log files.")
+  for p in paths:
+    if not (os.path.isfile(os.path.join(p, "metrics.jsonl")) or (p.endswith(".log") and os.path.isfile(p))):
+      cli.fail(f"{p!r} is neither a run folder with metrics.jsonl nor an authors' .log file.")
+  folders = [p for p in paths if not p.endswith(".log")]
+  labels = FLAGS.labels.split(",") if FLAGS.labels else [os.path.basename(p.rstrip("/")) for p in folders]
+  if len(labels) != len(folders):
+    cli.fail(f"labels has {len(labels)} names for {len(folders)} folders.")
+  groups = {label: [seed_row(e, end, FLAGS.window) for e, end in ours(f)]
+            for label, f in zip(labels, folders)}
+  logs = sorted(p for p in paths if p.endswith(".log"))
+  if logs:
+    groups["authors"] = [seed_row(*authors(p), FLAGS.window) for p in logs]
+  w = FLAGS.window // 1000
+  md = (f"| code | seeds | steps | first episode >= 9000, per seed | median return, last {w}k, per seed "
+        f"| IQM of those (95% CI) | episodes >= 9000, last {w}k |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+  out = {}
+  for label, rows in groups.items():
+    meds = [r["median_last"] for r in rows if r["median_last"] is not None]
+    iqm = cli.iqm(meds) if meds else None
+    ci = cli.iqm_ci(meds) if meds else None
+    first = ", ".join("-" if r["first_best"] is None else f"{r['first_best'] / 1000:.0f}k" for r in rows)
+    med = ", ".join("-" if r["median_last"] is None else f"{r['median_last']:.0f}" for r in rows)
+    ends = sorted({r["end"] for r in rows})
+    md += (f"| {label} | {len(rows)} | {', '.join(map(str, ends))} | {first} | {med} | "
+           f"{'-' if iqm is None else f'{iqm:.0f} ({ci[0]:.0f}-{ci[1]:.0f})'} | "
+           f"{sum(r['best_last'] for r in rows)} of {sum(r['episodes_last'] for r in rows)} |\n")
+    out[label] = dict(seeds=rows, iqm_median_last=iqm, iqm_ci95=ci)
+  print(md, end="")
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      f.write(md)
+    cli.write_json(os.path.splitext(FLAGS.out)[0] + ".json", out)
+    print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
