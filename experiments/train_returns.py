@@ -56,7 +56,8 @@ def seed_row(episodes, end, window):
   first = next((s for s, r in episodes if r >= BEST), None)
   recent = [r for s, r in episodes if s > end - window]
   return dict(end=end, first_best=first, median_last=float(np.median(recent)) if recent else None,
-              best_last=int(sum(r >= BEST for r in recent)), episodes_last=len(recent))
+              best_last=int(sum(r >= BEST for r in recent)), episodes_last=len(recent),
+              returns_last=recent)
 
 
 def main(argv):
@@ -77,7 +78,8 @@ def main(argv):
     groups["authors"] = [seed_row(*authors(p), FLAGS.window) for p in logs]
   w = FLAGS.window // 1000
   md = (f"| code | seeds | steps | first episode >= 9000, per seed | median return, last {w}k, per seed "
-        f"| IQM of those (95% CI) | episodes >= 9000, last {w}k |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+        f"| IQM of those (95% CI) | median of all seeds' episodes, last {w}k "
+        f"| episodes >= 9000, last {w}k |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
   out = {}
   for label, rows in groups.items():
     meds = [r["median_last"] for r in rows if r["median_last"] is not None]
@@ -86,10 +88,12 @@ def main(argv):
     first = ", ".join("-" if r["first_best"] is None else f"{r['first_best'] / 1000:.0f}k" for r in rows)
     med = ", ".join("-" if r["median_last"] is None else f"{r['median_last']:.0f}" for r in rows)
     ends = sorted({r["end"] for r in rows})
+    pooled = [x for r in rows for x in r["returns_last"]]
+    pooled = f"{np.median(pooled):.0f}" if pooled else "-"
     md += (f"| {label} | {len(rows)} | {', '.join(map(str, ends))} | {first} | {med} | "
-           f"{'-' if iqm is None else f'{iqm:.0f} ({ci[0]:.0f}-{ci[1]:.0f})'} | "
+           f"{'-' if iqm is None else f'{iqm:.0f} ({ci[0]:.0f}-{ci[1]:.0f})'} | {pooled} | "
            f"{sum(r['best_last'] for r in rows)} of {sum(r['episodes_last'] for r in rows)} |\n")
-    out[label] = dict(seeds=rows, iqm_median_last=iqm, iqm_ci95=ci)
+    out[label] = dict(median_all_last=None if pooled == "-" else float(pooled), seeds=rows, iqm_median_last=iqm, iqm_ci95=ci)
   print(md, end="")
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:

@@ -139,7 +139,8 @@ def test_train_returns_reads_both_codes_alike(tmp_path):
   assert (end0, end) == (3000, 2700)  # 27 SPS lines: 2,700 steps run
   assert theirs == eps0 == [(1000, 500.0), (2000, 9100.0), (2000, 9200.0)]
   assert tr.seed_row(eps0, 3000, 1000) == dict(end=3000, first_best=2000, median_last=None,
-                                               best_last=0, episodes_last=0)
+                                               best_last=0, episodes_last=0, returns_last=[])
   assert tr.seed_row(eps0, 3000, 2000) == dict(end=3000, first_best=2000, median_last=9150.0,
-                                               best_last=2, episodes_last=2)
+                                               best_last=2, episodes_last=2,
+                                               returns_last=[9100.0, 9200.0])
   assert tr.seed_row(eps1, end1, 1000)["first_best"] == 3000
