@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Which of the authors' code's choices matter, on the paper's pendulum at the
-# paper's defaults (issue 7). One run per variant, SEEDS seeds vmapped:
-#   ours           the defaults
+# paper's defaults (issue 7). One run per variant, SEEDS seeds vmapped. Every
+# variant names all six switches, so none depends on the preset (whose
+# choices are the replica's since 2026-11-27):
+#   ours           our own choices (Config's defaults; the idp preset's until
+#                  results/choices50k)
 #   no_masking     --nomask_terminations: imagined trajectories run on past a
 #                  predicted termination
 #   random_plans   --initial_plan=random: episodes and cold targets start from
@@ -9,7 +12,8 @@
 #   shared_raw     --dynamics_batch=shared --nostandardise_model: every member
 #                  fits one batch, in raw units
 #   authors        all three
-#   replica        all three, and the authors' last two choices too:
+#   replica        all three, and the authors' last two choices too (the
+#                  idp preset now):
 #                  --network_init=torch (PyTorch's nn.Linear initialisation)
 #                  and --nokeep_plan_tail (the stored plan's last action reset
 #                  to 0 at each write-back)
@@ -40,13 +44,14 @@ mkdir -p "$OUT"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), JAX_PLATFORMS=${JAX_PLATFORMS:-default}"
 } > "$OUT/command.txt"
-VARIANTS=(
-  "ours:"
-  "no_masking:--nomask_terminations"
-  "random_plans:--initial_plan=random"
-  "shared_raw:--dynamics_batch=shared --nostandardise_model"
-  "authors:--nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model"
-  "replica:--nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model --network_init=torch --nokeep_plan_tail"
+OURS="--mask_terminations --initial_plan=zeros --dynamics_batch=per_member --standardise_model --network_init=flax --keep_plan_tail"
+VARIANTS=(  # absl: a later flag overrides an earlier one
+  "ours:$OURS"
+  "no_masking:$OURS --nomask_terminations"
+  "random_plans:$OURS --initial_plan=random"
+  "shared_raw:$OURS --dynamics_batch=shared --nostandardise_model"
+  "authors:$OURS --nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model"
+  "replica:$OURS --nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model --network_init=torch --nokeep_plan_tail"
 )
 run_one() {  # index, name, flags
   local i=$1 name=$2 flags=$3 pin=() stop=()

@@ -23,7 +23,8 @@ NETWORK_INITS = ("flax", "torch")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """softMPCritic hyperparameters (defaults: the paper's double-pendulum study)."""
+  """softMPCritic hyperparameters (defaults: the paper's double-pendulum study,
+  with our own implementation choices; the "idp" preset takes the authors')."""
 
   # "idp" | "hopper": the paper's tasks (Gymnasium v5 on MJX);
   # "idp_brax" | "hopper_brax": brax's variants (earlier results).
@@ -114,8 +115,14 @@ _HOPPER = Config(
     num_samples=600,
     target_samples=60,
 )
+# The authors' code's five implementation choices (see `Config`): together
+# they reproduce the paper's double-pendulum returns at 50k steps, where the
+# class defaults (our earlier choices) balance sooner but less steadily
+# (results/choices50k: 6 seeds each, final evaluation IQM 9323 against 8570).
+AUTHORS_CHOICES = dict(mask_terminations=False, initial_plan="random", dynamics_batch="shared",
+                       standardise_model=False, network_init="torch", keep_plan_tail=False)
 PRESETS = {
-    "idp": Config(env="idp", total_steps=50_000),
+    "idp": Config(env="idp", total_steps=50_000, **AUTHORS_CHOICES),
     "hopper": _HOPPER,
     # brax's tasks with the settings of the results made on them.
     "idp_brax": Config(env="idp_brax", total_steps=50_000, branching="per_sample"),

@@ -18,6 +18,11 @@ def test_presets_hold_the_paper_defaults():
   assert preset("hopper").prior == "uniform"
   # The paper's figures come from the authors' code: one member per step.
   assert c.branching == "per_step" and preset("hopper").branching == "per_step"
+  # The paper's pendulum takes the authors' code's five choices (they
+  # reproduce its returns, results/choices50k); the class keeps ours.
+  assert (c.mask_terminations, c.initial_plan, c.dynamics_batch, c.standardise_model,
+          c.network_init, c.keep_plan_tail) == (False, "random", "shared", False, "torch", False)
+  assert Config().mask_terminations and Config().network_init == "flax"
   # brax's tasks keep the settings their results were made with.
   assert preset("idp_brax").branching == "per_sample"
   assert hash(c) == hash(preset("idp"))  # frozen and hashable: a static arg
