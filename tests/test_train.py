@@ -82,8 +82,9 @@ def test_short_run_learns(tmp_path):
   """Six thousand steps of a small config lift the planner's evaluation
   return well above that of the same planner with untrained networks, and
   above the trained model planning without its terminal Q (on the paper's
-  idp with the authors' choices, seed 0: mean 63 untrained, 219 after, 113 after without Q; with ours 84, 228, 117; on brax's idp
-  seeds 0, 1, 2 gave 2.4x, 3.4x and 2.0x the untrained return)."""
+  idp with the authors' choices, seed 0: 63 untrained, 219 after, 113 after
+  without Q; with ours 84, 228, 117; on brax's idp seeds 0, 1, 2 gave 2.4x,
+  3.4x and 2.0x the untrained return)."""
   config = sj.preset("idp", total_steps=6000, num_samples=40, target_samples=8,
                      hidden_sizes=(64, 64), eval_episodes=4)
   train = jax.jit(sj.make_train(config))
