@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import typing
 import warnings
@@ -214,3 +215,38 @@ def ensure_dir(path, flag="out_dir"):
   except OSError as e:
     fail(f"{flag}={path!r} cannot be created: {e.strerror}.")
   return path
+
+
+# --- Training-episode returns, ours and the authors' code read alike ---------
+
+BEST_RETURN = 9000.0  # the paper's bar for a balanced double pendulum (best ~9.36k)
+_AUTHORS_LINE = re.compile(r"global_step=(\d+), episodic_return=\[?([-0-9.eE+]+)")
+
+
+def our_episodes(folder):
+  """[(seed episodes [(step, return)], last step)] of one of our runs."""
+  lines = [json.loads(l) for l in open(os.path.join(folder, "metrics.jsonl")) if l.strip()]
+  seeds = len(lines[0]["episode_returns"])
+  end = lines[-1]["step"]
+  return [([(l["step"], r) for l in lines for r in l["episode_returns"][s]], end)
+          for s in range(seeds)]
+
+
+def authors_episodes(log):
+  """(episodes [(step, return)], steps run) of one authors' seed. Their
+  global_step is 0-based, +1 here to count steps taken as ours does; they
+  print "SPS: .." after every 100th step, so those lines count the steps run."""
+  text = open(log).read().splitlines()
+  episodes = [(int(m[1]) + 1, float(m[2])) for m in map(_AUTHORS_LINE.search, text) if m]
+  steps = 100 * sum(" SPS: " in l for l in text)
+  return episodes, max([steps] + [s for s, _ in episodes])
+
+
+def seed_returns(episodes, end, window):
+  """One seed's row: its first episode >= BEST_RETURN, and over the last
+  `window` env steps before `end` the median return and the count >= it."""
+  first = next((s for s, r in episodes if r >= BEST_RETURN), None)
+  recent = [r for s, r in episodes if s > end - window]
+  return dict(end=end, first_best=first, median_last=float(np.median(recent)) if recent else None,
+              best_last=int(sum(r >= BEST_RETURN for r in recent)), episodes_last=len(recent),
+              returns_last=recent)

@@ -16,9 +16,7 @@ step where it ends, so the windows mean the same in both.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 
 from absl import app, flags
 import numpy as np
@@ -29,35 +27,6 @@ flags.DEFINE_string("out", None, "Markdown table to write (and .json beside it).
 flags.DEFINE_integer("window", 5000, "Final window of env steps.")
 flags.DEFINE_string("labels", None, "Labels for the folders, comma separated (default: names).")
 FLAGS = flags.FLAGS
-BEST = 9000.0
-LINE = re.compile(r"global_step=(\d+), episodic_return=\[?([-0-9.eE+]+)")
-
-
-def ours(folder):
-  """[(seed episodes [(step, return)], last step)] of one of our runs."""
-  lines = [json.loads(l) for l in open(os.path.join(folder, "metrics.jsonl")) if l.strip()]
-  seeds = len(lines[0]["episode_returns"])
-  end = lines[-1]["step"]
-  return [([(l["step"], r) for l in lines for r in l["episode_returns"][s]], end)
-          for s in range(seeds)]
-
-
-def authors(log):
-  """(episodes [(step, return)], steps run) of one authors' seed. Their
-  global_step is 0-based, +1 here to count steps taken as ours does; they
-  print "SPS: .." after every 100th step, so those lines count the steps run."""
-  text = open(log).read().splitlines()
-  episodes = [(int(m[1]) + 1, float(m[2])) for m in map(LINE.search, text) if m]
-  steps = 100 * sum(" SPS: " in l for l in text)
-  return episodes, max([steps] + [s for s, _ in episodes])
-
-
-def seed_row(episodes, end, window):
-  first = next((s for s, r in episodes if r >= BEST), None)
-  recent = [r for s, r in episodes if s > end - window]
-  return dict(end=end, first_best=first, median_last=float(np.median(recent)) if recent else None,
-              best_last=int(sum(r >= BEST for r in recent)), episodes_last=len(recent),
-              returns_last=recent)
 
 
 def main(argv):
@@ -71,11 +40,11 @@ def main(argv):
   labels = FLAGS.labels.split(",") if FLAGS.labels else [os.path.basename(p.rstrip("/")) for p in folders]
   if len(labels) != len(folders):
     cli.fail(f"labels has {len(labels)} names for {len(folders)} folders.")
-  groups = {label: [seed_row(e, end, FLAGS.window) for e, end in ours(f)]
+  groups = {label: [cli.seed_returns(e, end, FLAGS.window) for e, end in cli.our_episodes(f)]
             for label, f in zip(labels, folders)}
   logs = sorted(p for p in paths if p.endswith(".log"))
   if logs:
-    groups["authors"] = [seed_row(*authors(p), FLAGS.window) for p in logs]
+    groups["authors"] = [cli.seed_returns(*cli.authors_episodes(p), FLAGS.window) for p in logs]
   w = FLAGS.window // 1000
   md = (f"| code | seeds | steps | first episode >= 9000, per seed | median return, last {w}k, per seed "
         f"| IQM of those (95% CI) | median of all seeds' episodes, last {w}k "

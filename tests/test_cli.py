@@ -121,7 +121,7 @@ def test_train_returns_reads_both_codes_alike(tmp_path):
   episodes: ours logs an episode at the step count where it ends, theirs at
   the 0-based global_step (one less); SPS lines every 100 steps count the
   steps their run took. Planted bug seen to fail it: the +1 dropped."""
-  import train_returns as tr
+  import cli
   run = tmp_path / "ours"
   run.mkdir()
   chunks = [(1000, [[500.0], []]), (2000, [[9100.0, 9200.0], [300.0]]), (3000, [[], [9300.0]])]
@@ -134,13 +134,13 @@ def test_train_returns_reads_both_codes_alike(tmp_path):
   lines[9] = "1.0 global_step=1999, episodic_return=[9100.]"
   lines[12] = "1.0 global_step=1999, episodic_return=9200.0"
   log.write_text("\n".join(lines) + "\n")
-  (eps0, end0), (eps1, end1) = tr.ours(str(run))
-  theirs, end = tr.authors(str(log))
+  (eps0, end0), (eps1, end1) = cli.our_episodes(str(run))
+  theirs, end = cli.authors_episodes(str(log))
   assert (end0, end) == (3000, 2700)  # 27 SPS lines: 2,700 steps run
   assert theirs == eps0 == [(1000, 500.0), (2000, 9100.0), (2000, 9200.0)]
-  assert tr.seed_row(eps0, 3000, 1000) == dict(end=3000, first_best=2000, median_last=None,
+  assert cli.seed_returns(eps0, 3000, 1000) == dict(end=3000, first_best=2000, median_last=None,
                                                best_last=0, episodes_last=0, returns_last=[])
-  assert tr.seed_row(eps0, 3000, 2000) == dict(end=3000, first_best=2000, median_last=9150.0,
+  assert cli.seed_returns(eps0, 3000, 2000) == dict(end=3000, first_best=2000, median_last=9150.0,
                                                best_last=2, episodes_last=2,
                                                returns_last=[9100.0, 9200.0])
-  assert tr.seed_row(eps1, end1, 1000)["first_best"] == 3000
+  assert cli.seed_returns(eps1, end1, 1000)["first_best"] == 3000

@@ -49,12 +49,17 @@ def test_known_reward_and_termination_match_env(name):
 
 def test_observations_include_what_the_rewards_need():
   assert envs.make("idp").obs_size == 9  # Gymnasium v5's order
-  assert envs.make("idp_brax").obs_size == 8
-  assert envs.make("hopper").obs_size == envs.make("hopper_brax").obs_size == 12  # x kept
+  assert envs.make("hopper").obs_size == 12  # x kept
   assert envs.make("idp").env.dt == pytest.approx(0.05)  # 5 x 0.01 s, as the paper
   assert envs.make("hopper").env.dt == pytest.approx(0.008)
   with pytest.raises(ValueError, match="env='cartpole'"):
     envs.make("cartpole")
+
+
+@pytest.mark.slow  # brax's legacy tasks: `make test-slow` (building them took ~30 s)
+def test_brax_observations_include_what_the_rewards_need():
+  assert envs.make("idp_brax").obs_size == 8
+  assert envs.make("hopper_brax").obs_size == 12  # x kept
 
 
 def test_capped_idp_solver_gives_the_default_solvers_states():
