@@ -11,6 +11,7 @@
 # episodic_return=.." per finished episode). experiments/authors_table.py
 # summarises the logs as plot.py does ours.
 set -euo pipefail
+source "$(dirname "$0")/authors_args.sh"
 seed=${1:?usage: authors_run.sh SEED [STEPS] [OUT]}
 steps=${2:-50000}
 out=$(mkdir -p "${3:-results/authors}" && cd "${3:-results/authors}" && pwd)
@@ -22,14 +23,7 @@ export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE
 work=$(mktemp -d)  # their script writes runs/<name>/ (tensorboard) into the cwd
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-# The same flags as authors_speed.sh: the paper's defaults, stated explicitly.
-"${pin[@]}" "$py" "$dir/soft_mpcritic.py" \
-  --env-id InvertedDoublePendulum-v5 --total-timesteps "$steps" --seed "$seed" \
-  --no-track --no-cuda --mppi-prior gaussian \
-  --horizon 4 --num-rollouts 200 --lambda_ 0.1 --var 0.1 \
-  --transition-ensemble-size 4 --num-target-rollouts 20 \
-  --mppi-online-iterations 1 --mppi-target-warmstart \
-  --batch-size 32 --gamma 0.99 --tau 0.005 \
-  | "$py" -c 'import sys, time
-for l in sys.stdin: print(f"{time.time():.3f} {l}", end="", flush=True)' \
+"${pin[@]}" "$py" "$dir/soft_mpcritic.py" "${AUTHORS_ARGS[@]}" \
+  --total-timesteps "$steps" --seed "$seed" \
+  | stamp "$py" \
   > "$out/seed$seed.log"

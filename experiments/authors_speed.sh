@@ -6,6 +6,7 @@
 # (override the interpreter with PY=...). Threads: THREADS (default 2).
 # Writes nothing outside a temporary directory; last line: authors_sps=<number>.
 set -euo pipefail
+source "$(dirname "$0")/authors_args.sh"
 dir=$(cd "${1:-/work/authors}" && pwd)
 steps=${2:-3000}
 py=${PY:-$dir/.venv/bin/python}
@@ -23,21 +24,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-# Paper defaults (these equal the Args defaults and run_exp.py, stated
-# explicitly): MPPI horizon 4, 200 samples, temperature 0.1, noise variance 0.1,
-# ensemble of 4 dynamics models, 20 target samples, 1 warm-started target
-# iteration, batch 32, gamma 0.99, tau 0.005, Gaussian prior, seed 0 as in
-# run_exp.py. --no-track: no wandb (tyro bool flags, not "--track False").
-# Each stdout line is prefixed with a wall-clock timestamp.
-"$py" "$dir/soft_mpcritic.py" \
-  --env-id InvertedDoublePendulum-v5 --total-timesteps "$steps" --seed 0 \
-  --no-track --no-cuda --mppi-prior gaussian \
-  --horizon 4 --num-rollouts 200 --lambda_ 0.1 --var 0.1 \
-  --transition-ensemble-size 4 --num-target-rollouts 20 \
-  --mppi-online-iterations 1 --mppi-target-warmstart \
-  --batch-size 32 --gamma 0.99 --tau 0.005 \
-  | "$py" -c 'import sys, time
-for l in sys.stdin: print(f"{time.time():.3f} {l}", end="", flush=True)' \
+# Seed 0 as in run_exp.py; each stdout line gets a wall-clock timestamp.
+"$py" "$dir/soft_mpcritic.py" "${AUTHORS_ARGS[@]}" --total-timesteps "$steps" --seed 0 \
+  | stamp "$py" \
   | tee log.txt | grep --line-buffered 'SPS' >&2 || true
 
 # They print "SPS: <cumulative since just before the first env step>" after
