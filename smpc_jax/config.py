@@ -72,6 +72,9 @@ class Config:
   # Standardise the ensemble's inputs and s' - s by running statistics; False:
   # raw units, as the authors' code (its trainer_scaler='null').
   standardise_model: bool = True
+  # Ensemble updates per env step, each on a fresh batch (the authors' Fig. 4
+  # code, ddpg_continuous_action_v2.py, ran 2: its transition_utd).
+  dynamics_updates: int = 1
   hidden_sizes: Tuple[int, ...] = (256, 256)
   # Layer initialisation: "flax" (LeCun normal kernel, zero bias) or "torch"
   # (nn.Linear's: kernel and bias U(+-1/sqrt(fan_in)), the authors' code).
@@ -158,7 +161,7 @@ def validate(config: Config) -> Config:
   need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")
   for name in ("total_steps", "episode_length", "num_samples",
-               "target_samples", "target_iterations", "ensemble_size",
+               "target_samples", "target_iterations", "ensemble_size", "dynamics_updates",
                "batch_size", "target_update_period", "buffer_capacity",
                "chunk_steps", "eval_episodes"):
     value = getattr(c, name)

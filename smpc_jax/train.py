@@ -210,6 +210,22 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _dynamics_update(c: Config, buffer, scales, carry, key):
+  """One Adam step of the ensemble on a batch drawn with `key`: [E, B] rows,
+  one batch per member or (dynamics_batch='shared') one for all. carry:
+  (dyn_params, dyn_opt); returns (carry, summed member loss [])."""
+  p = parts(c)
+  dyn_params, dyn_opt = carry
+  shared = c.dynamics_batch == "shared"
+  dyn_idx = replay.sample(buffer, key, (1 if shared else c.ensemble_size, c.batch_size))
+  dyn_batch = replay.get(buffer, jnp.broadcast_to(dyn_idx, (c.ensemble_size, c.batch_size)))
+  (dyn_loss, _), dyn_grad = jax.value_and_grad(
+      functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
+          dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
+  updates, dyn_opt = p.optimiser.update(dyn_grad, dyn_opt, dyn_params)
+  return (optax.apply_updates(dyn_params, updates), dyn_opt), dyn_loss
+
+
 def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   """One environment step and one round of updates (Algorithm 2, lines 3-14).
 
@@ -258,17 +274,17 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
     actor_params = optax.apply_updates(state.actor_params, a_updates)
     learn_metrics["actor_q"] = actor_q  # mean Q(s, mu(s)) before the step
 
-  # Dynamics: each member fits s' - s on its own batch, or all on one (line 13).
+  # Dynamics: each member fits s' - s on its own batch, or all on one (line 13),
+  # dynamics_updates times, each time on a fresh batch.
   dyn_params, dyn_opt = state.dyn_params, state.dyn_opt
   if c.uses_model:
-    shared = c.dynamics_batch == "shared"
-    dyn_idx = replay.sample(buffer, k_dyn, (1 if shared else c.ensemble_size, c.batch_size))
-    dyn_batch = replay.get(buffer, jnp.broadcast_to(dyn_idx, (c.ensemble_size, c.batch_size)))
-    (dyn_loss, _), dyn_grad = jax.value_and_grad(
-        functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
-            state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
-    dyn_updates, dyn_opt = p.optimiser.update(dyn_grad, state.dyn_opt, state.dyn_params)
-    dyn_params = optax.apply_updates(state.dyn_params, dyn_updates)
+    update = functools.partial(_dynamics_update, c, buffer, scales)
+    if c.dynamics_updates == 1:  # No scan: the same program as before the switch.
+      (dyn_params, dyn_opt), dyn_loss = update((dyn_params, dyn_opt), k_dyn)
+    else:
+      (dyn_params, dyn_opt), dyn_loss = jax.lax.scan(
+          update, (dyn_params, dyn_opt), jax.random.split(k_dyn, c.dynamics_updates))
+      dyn_loss = jnp.mean(dyn_loss)  # [k] -> [], the mean over the updates
     learn_metrics["dyn_loss"] = dyn_loss / c.ensemble_size
 
   step = state.step + 1

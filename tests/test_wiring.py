@@ -759,3 +759,48 @@ def test_tree_comparison_rejects_nan():
   assert_trees_equal({"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([1.0, 2.0])})
   with pytest.raises(AssertionError):
     assert_trees_equal({"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([1.0, 2.5])})
+
+
+def test_k_dynamics_updates_are_k_adam_steps_on_fresh_batches(step, h2, env):
+  """dynamics_updates=k: the ensemble takes k Adam steps in one env step, the
+  j-th on the batch drawn with the j-th of k keys split from the step's
+  dynamics key: the result equals k single updates, computed here from the
+  buffer, the loss and optax, on those batches; the same batch twice does not.
+
+  Planted bugs seen to fail it: the switch ignored (one update); every
+  update drawing the same batch (one key reused)."""
+  k = 2
+  config = H2.replace(dynamics_updates=k)
+  rows = _rows(jax.random.PRNGKey(15), env, H2.horizon + 1, reward=1.0, terminated=0.0)
+  state = _full(h2, rows).replace(config=config)
+  key = jax.random.PRNGKey(16)
+  new, metrics = step(state, key)
+  assert int(new.dyn_opt.inner_state[0].count) == k
+  p = parts(config)
+  k_dyn = jax.random.split(key, 5)[4]  # train_step's named subkeys: the fifth
+
+  def one_update(carry, idx):  # idx [E, B]
+    params, opt = carry
+    batch = replay.get(new.buffer, idx)  # the step's buffer: rows and its own transition
+    (loss, _), grad = jax.value_and_grad(
+        lambda q: losses.dynamics_loss(p.ensemble.delta, q, new.scales, batch.obs,
+                                       batch.action, batch.next_obs), has_aux=True)(params)
+    updates, opt = p.optimiser.update(grad, opt, params)
+    return (jax.tree.map(lambda a, b: a + b, params, updates), opt), loss
+
+  draws = [replay.sample(new.buffer, kj, (H2.ensemble_size, H2.batch_size))
+           for kj in jax.random.split(k_dyn, k)]
+  assert np.any(np.asarray(draws[0] != draws[1]))  # fresh batches
+  carry, want_losses = (state.dyn_params, state.dyn_opt), []
+  for idx in draws:
+    carry, loss = one_update(carry, idx)
+    want_losses.append(loss)
+  for got, want in zip(jax.tree.leaves(new.dyn_params), jax.tree.leaves(carry[0])):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(metrics["dyn_loss"], np.mean(want_losses) / H2.ensemble_size,
+                             rtol=1e-5)
+  twice = (state.dyn_params, state.dyn_opt)
+  for _ in range(k):
+    twice, _ = one_update(twice, draws[0])
+  assert any(np.max(np.abs(np.asarray(a - b))) > 1e-4
+             for a, b in zip(jax.tree.leaves(new.dyn_params), jax.tree.leaves(twice[0])))
