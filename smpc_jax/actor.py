@@ -30,9 +30,10 @@ class Actor(NamedTuple):
 
 
 def make_actor(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
-               action_low: float, action_high: float, scheme: str = "flax") -> Actor:
-  """An MLP (SiLU, as the Q-network) whose tanh output is scaled to the box."""
-  net = MLP(tuple(hidden_sizes), action_size, scheme)
+               action_low: float, action_high: float, scheme: str = "flax",
+               activation: str = "silu") -> Actor:
+  """An MLP (the Q-network's activation) whose tanh output is scaled to the box."""
+  net = MLP(tuple(hidden_sizes), action_size, scheme, activation)
   mid, half = (action_high + action_low) / 2, (action_high - action_low) / 2
 
   def init(key):

@@ -19,6 +19,7 @@ DECIDERS = ("mppi", "actor")  # Who picks the online action / the target's next 
 INITIAL_PLANS = ("zeros", "random")
 DYNAMICS_BATCHES = ("per_member", "shared")
 NETWORK_INITS = ("flax", "torch")
+ACTIVATIONS = ("silu", "relu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,12 @@ class Config:
   control: str = "mppi"  # Online action: MPPI, or mu(s) + N(0, actor_noise^2).
   targets: str = "mppi"  # Target: r + gamma V_MPPI(s'), or + gamma Q'(s', mu'(s')).
   actor_noise: float = 0.1  # Std of the actor's exploration noise (action box [-1, 1]).
+  # Env steps between the actor's Adam steps (CleanRL's DDPG: 2, its policy_frequency).
+  actor_update_period: int = 1
+  # The first warmup_steps env steps act uniformly at random in the action
+  # box and update nothing (CleanRL's DDPG learning_starts: 25k); 0: learn
+  # from step 1, as softMPCritic does.
+  warmup_steps: int = 0
   # Learning.
   ensemble_size: int = 4  # Dynamics members E (1 = ablation "no ensemble").
   # Which member an imagined step goes through (Algorithm 1, line 6):
@@ -79,6 +86,9 @@ class Config:
   # Layer initialisation: "flax" (LeCun normal kernel, zero bias) or "torch"
   # (nn.Linear's: kernel and bias U(+-1/sqrt(fan_in)), the authors' code).
   network_init: str = "flax"
+  # Hidden-layer activation of every network: "silu" (the paper's) | "relu"
+  # (CleanRL's DDPG and SAC baselines).
+  activation: str = "silu"
   learning_rate: float = 3e-4  # Adam, Q and dynamics.
   batch_size: int = 32
   tau: float = 0.005  # Polyak rate of the target Q.
@@ -157,12 +167,15 @@ def validate(config: Config) -> Config:
        f"allowed: {', '.join(DYNAMICS_BATCHES)}")
   need(c.network_init in NETWORK_INITS, "network_init",
        f"allowed: {', '.join(NETWORK_INITS)}")
+  need(c.activation in ACTIVATIONS, "activation", f"allowed: {', '.join(ACTIVATIONS)}")
+  need(isinstance(c.warmup_steps, int) and 0 <= c.warmup_steps < c.total_steps, "warmup_steps",
+       "it must be an integer in [0, total_steps)")
   need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")
   need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")
   for name in ("total_steps", "episode_length", "num_samples",
                "target_samples", "target_iterations", "ensemble_size", "dynamics_updates",
-               "batch_size", "target_update_period", "buffer_capacity",
+               "batch_size", "target_update_period", "actor_update_period", "buffer_capacity",
                "chunk_steps", "eval_episodes"):
     value = getattr(c, name)
     need(isinstance(value, int) and value >= 1, name, "it must be an integer >= 1")

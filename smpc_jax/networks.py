@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 
 INITS = ("flax", "torch")
+ACTIVATIONS = {"silu": nn.silu, "relu": nn.relu}
 
 
 def _torch_bias_init(fan_in: int):
@@ -38,11 +39,13 @@ class MLP(nn.Module):
   hidden_sizes: Sequence[int]
   out_size: int
   scheme: str = "flax"  # initialisation, see `dense`
+  activation: str = "silu"  # of the hidden layers, a key of ACTIVATIONS
 
   @nn.compact
   def __call__(self, x):  # [..., in] -> [..., out]
+    act = ACTIVATIONS[self.activation]
     for h in self.hidden_sizes:
-      x = nn.silu(dense(h, x.shape[-1], self.scheme)(x))
+      x = act(dense(h, x.shape[-1], self.scheme)(x))
     return dense(self.out_size, x.shape[-1], self.scheme)(x)
 
 
@@ -105,8 +108,8 @@ BRANCHING = ("per_step", "per_sample")
 
 
 def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
-           scheme: str = "flax") -> QNetwork:
-  net = MLP(tuple(hidden_sizes), 1, scheme)
+           scheme: str = "flax", activation: str = "silu") -> QNetwork:
+  net = MLP(tuple(hidden_sizes), 1, scheme, activation)
 
   def init(key):
     return net.init(key, jnp.zeros((obs_size + action_size,)))
@@ -125,7 +128,8 @@ def unit_scales(obs_size: int) -> Scales:
 
 def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
                   ensemble_size: int, branching: str = "per_sample",
-                  standardise: bool = True, scheme: str = "flax") -> Ensemble:
+                  standardise: bool = True, scheme: str = "flax",
+                  activation: str = "silu") -> Ensemble:
   """E residual models s' = s + f_e(s, a), trained on s' - s.
 
   scheme: the layers' initialisation, "flax" or "torch" (see `dense`).
@@ -144,7 +148,7 @@ def make_ensemble(obs_size: int, action_size: int, hidden_sizes: Sequence[int],
   """
   if branching not in BRANCHING:
     raise ValueError(f"branching={branching!r} is invalid; allowed: {', '.join(BRANCHING)}.")
-  net = MLP(tuple(hidden_sizes), obs_size, scheme)
+  net = MLP(tuple(hidden_sizes), obs_size, scheme, activation)
 
   def init(key):
     x = jnp.zeros((obs_size + action_size,))

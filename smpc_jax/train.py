@@ -68,15 +68,16 @@ def parts(config: Config) -> Parts:
   """The environment, networks and optimiser a config describes."""
   environment = envs.make(config.env, config.frame_skip)
   obs, act = environment.obs_size, environment.action_size
-  q = networks.make_q(obs, act, config.hidden_sizes, config.network_init)
+  q = networks.make_q(obs, act, config.hidden_sizes, config.network_init, config.activation)
   ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
                                     config.branching, config.standardise_model,
-                                    config.network_init)
+                                    config.network_init, config.activation)
   optimiser = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
   actor = None
   if config.uses_actor:
     actor = actor_lib.make_actor(obs, act, config.hidden_sizes, environment.action_low,
-                                 environment.action_high, config.network_init)
+                                 environment.action_high, config.network_init,
+                                 config.activation)
   return Parts(environment, q, ensemble, optimiser, actor)
 
 
@@ -240,6 +241,10 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   # Act: MPPI's clipped first action, or the actor's noisy one.
   obs = state.env_state.obs
   action, next_plan, act_metrics = _act(state, k_plan, obs)
+  if c.warmup_steps:  # Uniform random actions before learning starts.
+    random_action = jax.random.uniform(jax.random.fold_in(k_plan, 1), action.shape,
+                                       minval=env.action_low, maxval=env.action_high)
+    action = jnp.where(state.step < c.warmup_steps, random_action, action)
   next_env = env.env.step(state.env_state, action)
   terminated = next_env.done
   episode_step = state.episode_step + 1
@@ -272,6 +277,10 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
         state.actor_params, p.q.apply, q_params, batch.obs)
     a_updates, actor_opt = p.optimiser.update(a_grad, state.actor_opt, state.actor_params)
     actor_params = optax.apply_updates(state.actor_params, a_updates)
+    if c.actor_update_period > 1:  # The delayed actor: an Adam step every k-th env step.
+      actor_now = (state.step + 1) % c.actor_update_period == 0
+      actor_params, actor_opt = _tree_where(actor_now, (actor_params, actor_opt),
+                                            (state.actor_params, state.actor_opt))
     learn_metrics["actor_q"] = actor_q  # mean Q(s, mu(s)) before the step
 
   # Dynamics: each member fits s' - s on its own batch, or all on one (line 13),
@@ -295,6 +304,14 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   if c.uses_actor:
     actor_target = _tree_where(
         polyak_now, optax.incremental_update(actor_params, actor_target, h.tau), actor_target)
+
+  if c.warmup_steps:  # Nothing learns during the warm-up (the buffer fills).
+    (q_params, q_target, q_opt, dyn_params, dyn_opt, actor_params, actor_target,
+     actor_opt) = _tree_where(
+         state.step >= c.warmup_steps,
+         (q_params, q_target, q_opt, dyn_params, dyn_opt, actor_params, actor_target, actor_opt),
+         (state.q_params, state.q_target, state.q_opt, state.dyn_params, state.dyn_opt,
+          state.actor_params, state.actor_target, state.actor_opt))
 
   # Automatic reset: a fresh episode after termination or truncation.
   reset_env = env.env.reset(k_reset)

@@ -91,14 +91,14 @@ def test_ddpg_has_no_dynamics_and_evaluates_with_its_actor(variant):
   assert not np.allclose(trained, zeroed)
 
 
-def _mlp(params, x, out):
-  """The flax MLP (SiLU hidden layers, linear head) in numpy."""
+def _mlp(params, x, out, activation="silu"):
+  """The flax MLP (SiLU or ReLU hidden layers, linear head) in numpy."""
   layers = params["params"]
   for i in range(len(layers)):
     w, b = (np.asarray(layers[f"Dense_{i}"][k], np.float64) for k in ("kernel", "bias"))
     x = x @ w + b
     if i < len(layers) - 1:
-      x = x / (1.0 + np.exp(-x))  # silu
+      x = x / (1.0 + np.exp(-x)) if activation == "silu" else np.maximum(x, 0.0)
   return out(x)
 
 
@@ -159,7 +159,9 @@ def test_actor_explores_inside_the_box_with_the_noise_asked():
 
 
 @pytest.mark.parametrize("field,value", [("control", "ddpg"), ("targets", "none"),
-                                         ("actor_noise", -0.1)])
+                                         ("actor_noise", -0.1), ("activation", "tanh"),
+                                         ("warmup_steps", STEPS), ("warmup_steps", -1),
+                                         ("actor_update_period", 0)])
 def test_bad_switch_values_name_the_field(field, value):
   with pytest.raises(ValueError, match=f"^{field}="):
     sj.validate(TINY.replace(**{field: value}))
@@ -231,3 +233,83 @@ def test_plot_overlays_folders_and_tabulates(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: labels='one' is invalid")
   finally:
     plot.FLAGS.unparse_flags()
+
+
+# --- The authors' DDPG baseline (CleanRL's): ReLU, a random warm-up, a delayed actor ---
+
+def test_relu_reaches_the_q_network_the_actor_and_every_member():
+  """activation='relu' builds every network of the run with ReLU hidden
+  layers (numpy forward passes agree); SiLU's would not.
+
+  Planted bug seen to fail it: Config.activation not passed to the networks."""
+  from smpc_jax.train import parts
+  config = TINY.replace(activation="relu", control="actor", hidden_sizes=(16, 16),
+                        standardise_model=False)
+  p = parts(config)
+  obs, act = p.environment.obs_size, p.environment.action_size
+  k_q, k_a, k_e = jax.random.split(jax.random.PRNGKey(0), 3)
+  s = np.random.default_rng(1).standard_normal((9, obs)).astype(np.float32)
+  a = np.random.default_rng(2).uniform(-1, 1, (9, act)).astype(np.float32)
+  sa = np.concatenate([s, a], -1)
+  q_params, a_params, e_params = p.q.init(k_q), p.actor.init(k_a), p.ensemble.init(k_e)
+  member = jax.tree.map(lambda x: x[1], e_params)
+  unit = networks.unit_scales(obs)
+  cases = [(p.q.apply(q_params, s, a), q_params, sa, lambda x: x[..., 0]),
+           (p.actor.apply(a_params, s), a_params, s, np.tanh),
+           (p.ensemble.delta(member, unit, s, a), member, sa, lambda x: x)]
+  for got, params, x, out in cases:
+    np.testing.assert_allclose(got, _mlp(params, x, out, "relu"), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, _mlp(params, x, out, "silu"), rtol=1e-4, atol=1e-5)
+
+
+WARMUP = 30
+DDPG = TINY.replace(control="actor", targets="actor", warmup_steps=WARMUP, actor_update_period=2)
+
+
+@pytest.fixture(scope="module")
+def ddpg_steps():
+  """[state before step t for t = 0..WARMUP+4] of a DDPG run with a warm-up
+  and a delayed actor, stepped one env step at a time."""
+  step = jax.jit(sj.train_step)
+  states = [jax.jit(sj.init, static_argnums=0)(DDPG, jax.random.PRNGKey(0))]
+  for k in jax.random.split(jax.random.PRNGKey(1), WARMUP + 4):
+    states.append(step(states[-1], k)[0])
+  return states
+
+
+def _same(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_warmup_acts_uniformly_and_learns_nothing_then_learns(ddpg_steps):
+  """warmup_steps=W: the first W actions are uniform on the box (not the
+  actor's, which lie near mu(s) with std 0.1), and no network, target or
+  optimiser state changes; the step after them updates the Q-network.
+
+  Planted bugs seen to fail it: the random action ignored; the updates not held."""
+  states = ddpg_steps
+  learned = lambda s: (s.q_params, s.q_target, s.q_opt, s.actor_params, s.actor_target,
+                       s.actor_opt)
+  assert _same(learned(states[0]), learned(states[WARMUP]))
+  assert not _same(states[WARMUP].q_params, states[WARMUP + 1].q_params)
+  actor = actor_lib.make_actor(states[0].env_state.obs.shape[-1], 1, TINY.hidden_sizes, -1, 1)
+  rows = replay.get(states[-1].buffer, np.arange(WARMUP + 4))
+  mu = np.asarray(actor.apply(states[0].actor_params, rows.obs))  # the actor never moved by W
+  gap = np.abs(np.asarray(rows.action) - mu)[:, 0]
+  assert np.std(np.asarray(rows.action)[:WARMUP]) > 0.35  # U(-1, 1): 0.58
+  assert np.mean(gap[:WARMUP]) > 0.3
+  assert np.max(gap[WARMUP]) < 0.5  # the first step after: mu(s) + N(0, 0.1^2)
+
+
+def test_delayed_actor_steps_every_second_env_step(ddpg_steps):
+  """actor_update_period=2: after the warm-up the Q-network moves every step,
+  the actor only on every second one.
+
+  Planted bug seen to fail it: the period ignored (the actor moves every step)."""
+  states = ddpg_steps
+  moved = [not _same(states[t].actor_params, states[t + 1].actor_params)
+           for t in range(WARMUP, WARMUP + 4)]
+  q_moved = [not _same(states[t].q_params, states[t + 1].q_params)
+             for t in range(WARMUP, WARMUP + 4)]
+  assert q_moved == [True] * 4
+  assert moved == [(t + 1) % 2 == 0 for t in range(WARMUP, WARMUP + 4)], moved
