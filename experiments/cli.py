@@ -224,11 +224,18 @@ _AUTHORS_LINE = re.compile(r"global_step=(\d+), episodic_return=\[?([-0-9.eE+]+)
 
 
 def our_episodes(folder):
-  """[(seed episodes [(step, return)], last step)] of one of our runs."""
+  """[(seed episodes [(step, return)], last step)] of one of our runs. An
+  episode's step is the env step where it ended (`episode_steps`), or in
+  runs logged before that field the end of its chunk."""
   lines = [json.loads(l) for l in open(os.path.join(folder, "metrics.jsonl")) if l.strip()]
   seeds = len(lines[0]["episode_returns"])
   end = lines[-1]["step"]
-  return [([(l["step"], r) for l in lines for r in l["episode_returns"][s]], end)
+
+  def ends(l, s):
+    return l["episode_steps"][s] if "episode_steps" in l else [l["step"]] * len(
+        l["episode_returns"][s])
+
+  return [([(t, r) for l in lines for t, r in zip(ends(l, s), l["episode_returns"][s])], end)
           for s in range(seeds)]
 
 

@@ -11,6 +11,15 @@ ending with summary.json's final_returns), or, with --curve=train or where a
 run logged no evaluation, the mean return of the training episodes finished
 in each chunk (`mean_return`). --dashed draws those folders' final IQM as a
 horizontal dashed line, as the paper's Fig. 4 does for SAC and DDPG at 1e6.
+
+--curve=paper draws the authors' statistic (their plotting/wandb_*_plot.py):
+each seed's training-episode return held at every env step until its next
+episode ends, the median and the 20th/80th percentiles over seeds at each
+step, each smoothed by a trailing --window (5000) step moving average, read
+every --window steps; --dashed then draws a run's last value of that median.
+A run that logged no training episodes (brax's SAC) holds its evaluation
+returns instead. Arguments ending in .log are seeds of the authors' code
+(experiments/authors_run.sh), drawn together as one more run, "authors".
 Writes the PNG and a markdown table (--table, by default beside the PNG) and
 prints the table.
 """
@@ -30,9 +39,12 @@ flags.DEFINE_list("labels", None, "One legend label per folder (default: folder 
 flags.DEFINE_string("out", "runs/overlay.png", "The PNG to write.")
 flags.DEFINE_string("table", None, "The markdown table to write (default: --out with .md).")
 flags.DEFINE_string("title", "", "Figure title.")
-flags.DEFINE_enum("curve", "auto", ["auto", "eval", "train"],
-                  "auto: evaluation returns where the run logged them, else training returns.")
-flags.DEFINE_list("band", ["25", "75"], "Lower and upper percentile over seeds of the band.")
+flags.DEFINE_enum("curve", "auto", ["auto", "eval", "train", "paper"],
+                  "auto: evaluation returns where the run logged them, else training returns; "
+                  "paper: the authors' smoothed training-return statistic.")
+flags.DEFINE_list("band", None, "Lower and upper percentile over seeds of the band "
+                  "(default 25,75; with --curve=paper 20,80, the authors').")
+flags.DEFINE_integer("window", 5000, "With --curve=paper: the moving average's env steps.")
 flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
 FLAGS = flags.FLAGS
 
@@ -66,6 +78,40 @@ def curve(lines, summary, kind: str = "auto"):
   return steps, values, kind
 
 
+def held(episodes, end: int) -> np.ndarray:
+  """[end] the return of the last episode ended at or before each env step
+  1..end (before the first: the first's), from episodes [(end step, return)]."""
+  steps = np.array([t for t, _ in episodes], np.int64)
+  returns = np.array([r for _, r in episodes], np.float64)
+  order = np.argsort(steps, kind="stable")
+  steps, returns = steps[order], returns[order]
+  i = np.searchsorted(steps, np.arange(1, end + 1), side="right") - 1
+  return returns[np.maximum(i, 0)]
+
+
+def paper_curve(seed_episodes, end: int, window: int):
+  """The authors' statistic: steps [K] (window, 2 window, .. <= end) and
+  (20th percentile, median, 80th percentile) [3, K] over seeds of the held
+  returns, each a trailing `window`-step moving average.
+  seed_episodes: one [(end step, return)] list per seed (none empty)."""
+  per_step = np.stack([held(e, end) for e in seed_episodes])  # [S, end]
+  bands = np.percentile(per_step, [20, 50, 80], axis=0, method="midpoint")  # [3, end]
+  sums = np.concatenate([np.zeros((3, 1)), np.cumsum(bands, axis=1)], axis=1)  # [3, end + 1]
+  steps = np.arange(window, end + 1, window)  # each the mean over steps (t - window, t]
+  return steps, (sums[:, steps] - sums[:, steps - window]) / window
+
+
+def episodes_of(folder, lines, summary):
+  """Per seed [(end step, return)] and the last step: training episodes, or
+  for a run that logged none (brax's SAC) its evaluation returns."""
+  seeds = cli.our_episodes(folder) if any("episode_returns" in l for l in lines) else []
+  if seeds and all(e for e, _ in seeds):
+    return [e for e, _ in seeds], seeds[0][1]
+  steps, values, _ = curve(lines, summary, "eval")
+  return [[(int(t), v) for t, v in zip(steps, row) if np.isfinite(v)] for row in values], \
+      int(steps[-1]) if len(steps) else 0
+
+
 def final(lines, summary):
   """(env steps, returns per seed, note) of a run's last evaluation: the
   summary's final one, or for a run stopped early (no final_returns) its
@@ -95,32 +141,27 @@ def table(rows) -> str:
   return "\n".join(out) + "\n"
 
 
-def plot(path, runs, band, title="", dashed=()):
-  """runs: (label, steps [T], returns [S, T], `final`'s triple or None); one
-  coloured line each."""
+def plot(path, runs, title="", dashed=(), ylabel="episode return"):
+  """runs: (label, steps [T], (low, median, high) [3, T], seeds, the dashed
+  line's (value, legend text) or None); one coloured line and band each."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(7.5, 4.5))
-  for i, (label, steps, values, fin) in enumerate(runs):
+  for i, (label, steps, (lo, med, hi), seeds, line) in enumerate(runs):
     color = f"C{i}"
     if label in dashed:
-      if fin is not None:
-        ax.axhline(cli.iqm(fin[1]), color=color, ls="--", lw=1.5,
-                   label=f"{label}, final IQM at {fin[0]} steps")
+      if line is not None:
+        ax.axhline(line[0], color=color, ls="--", lw=1.5, label=f"{label}, {line[1]}")
       continue
     if not len(steps):
       continue
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-      warnings.simplefilter("ignore")  # all-NaN columns: no value at that step
-      lo, med, hi = np.nanpercentile(values, [band[0], 50, band[1]], axis=0)
     ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
-    ax.plot(steps, med, color=color, lw=2, label=f"{label} (median of {values.shape[0]})")
+    ax.plot(steps, med, color=color, lw=2, label=f"{label} (median of {seeds})")
   ax.set_xlabel("environment steps")
-  ax.set_ylabel("episode return")
-  ax.set_title(title or f"median over seeds, {band[0]:g}-{band[1]:g} percentile band",
-               fontsize=10)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
   ax.grid(alpha=0.3)
   ax.legend(loc="upper left", fontsize=8)
   fig.tight_layout()
@@ -128,9 +169,22 @@ def plot(path, runs, band, title="", dashed=()):
   plt.close(fig)
 
 
+def percentile_bands(values, band):
+  """(low, median, high) [3, T] over seeds of values [S, T], ignoring NaN."""
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # all-NaN columns: no value at that step
+    return np.nanpercentile(values, [band[0], 50, band[1]], axis=0)
+
+
 def main(argv):
-  folders = argv[1:]
-  if not folders:
+  logs = sorted(a for a in argv[1:] if a.endswith(".log"))
+  folders = [a for a in argv[1:] if not a.endswith(".log")]
+  if logs and FLAGS.curve != "paper":
+    cli.fail(f"{logs[0]!r}: the authors' logs are drawn only with --curve=paper.")
+  for log in logs:
+    if not os.path.isfile(log):
+      cli.fail(f"{log!r} is invalid; it is not a file.")
+  if not folders and not logs:
     cli.fail("no run folders given; pass one or more folders with metrics.jsonl and "
              "summary.json.")
   for d in folders:
@@ -141,13 +195,20 @@ def main(argv):
   if len(labels) != len(folders):
     cli.fail(f"labels={','.join(labels)!r} is invalid; it must name each of the "
              f"{len(folders)} folders.")
+  paper = FLAGS.curve == "paper"
+  band_flag = FLAGS.band or (["20", "80"] if paper else ["25", "75"])
   try:
-    band = [float(b) for b in FLAGS.band]
+    band = [float(b) for b in band_flag]
   except ValueError:
     band = []
   if len(band) != 2 or not 0 <= band[0] < band[1] <= 100:
-    cli.fail(f"band={','.join(FLAGS.band)!r} is invalid; it must be two percentiles "
+    cli.fail(f"band={','.join(band_flag)!r} is invalid; it must be two percentiles "
              "lo,hi with 0 <= lo < hi <= 100.")
+  if paper and band != [20.0, 80.0]:
+    cli.fail(f"band={','.join(band_flag)!r} is invalid with --curve=paper; the authors' "
+             "statistic is the 20,80 band.")
+  if FLAGS.window < 1:
+    cli.fail(f"window={FLAGS.window} is invalid; it must be an integer >= 1.")
   unknown = [d for d in FLAGS.dashed if d not in labels]
   if unknown:
     cli.fail(f"dashed={','.join(FLAGS.dashed)!r} is invalid; allowed: {', '.join(labels)}.")
@@ -155,20 +216,42 @@ def main(argv):
   runs, rows = [], []
   for label, d in zip(labels, folders):
     lines, summary = load_run(d)
-    steps, values, kind = curve(lines, summary, FLAGS.curve)
     fin = final(lines, summary)
-    runs.append((label if FLAGS.curve != "auto" or kind == "eval" else f"{label} (train)",
-                 steps, values, fin))
     rows.append((label, fin))
+    if paper:
+      seeds, end = episodes_of(d, lines, summary)
+      runs.append(paper_run(label, seeds, end))
+      continue
+    steps, values, kind = curve(lines, summary, FLAGS.curve)
+    line = None if fin is None else (cli.iqm(fin[1]), f"final IQM at {fin[0]} steps")
+    runs.append((label if FLAGS.curve != "auto" or kind == "eval" else f"{label} (train)",
+                 steps, percentile_bands(values, band), values.shape[0], line))
+  if logs:
+    seeds = [cli.authors_episodes(log) for log in logs]
+    runs.append(paper_run("authors", [e for e, _ in seeds], min(end for _, end in seeds)))
   dashed = {runs[labels.index(l)][0] for l in FLAGS.dashed}
   cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)))
-  plot(FLAGS.out, runs, band, FLAGS.title, dashed)
+  title = FLAGS.title or (
+      f"training return, {FLAGS.window}-step moving average: median, 20-80% over seeds"
+      if paper else f"median over seeds, {band[0]:g}-{band[1]:g} percentile band")
+  plot(FLAGS.out, runs, title, dashed,
+       "training episode return (held, smoothed)" if paper else "episode return")
   md = table(rows)
   table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
   with open(table_path, "w") as f:
     f.write(md)
   print(md, end="")
   print(f"wrote {FLAGS.out}, {table_path}")
+
+
+def paper_run(label, seed_episodes, end):
+  """A `plot` run of the authors' statistic; seeds with no episode are left out."""
+  seed_episodes = [e for e in seed_episodes if e]
+  if not seed_episodes or end < FLAGS.window:
+    return label, np.zeros((0,)), np.zeros((3, 0)), len(seed_episodes), None
+  steps, (lo, med, hi) = paper_curve(seed_episodes, end, FLAGS.window)
+  return label, steps, (lo, med, hi), len(seed_episodes), (
+      med[-1], f"smoothed median at {steps[-1]} steps")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ def metrics_line(m, done_steps, sps) -> dict:
   """The chunk's metrics (every leaf [S, n]) reduced per seed."""
   n_seeds = m["done"].shape[0]
   finished = [m["episode_return"][i][m["done"][i]].tolist() for i in range(n_seeds)]
-  return dict(step=done_steps, episode_returns=finished,
+  first = done_steps - m["done"].shape[1] + 1  # the env step of the chunk's first entry
+  ends = [(first + np.flatnonzero(m["done"][i])).tolist() for i in range(n_seeds)]
+  return dict(step=done_steps, episode_returns=finished, episode_steps=ends,
               mean_return=[float(np.mean(r)) if r else float("nan") for r in finished],
               q_loss=np.mean(m["q_loss"], 1).tolist(),
               dyn_loss=np.mean(m["dyn_loss"], 1).tolist(),

@@ -1,0 +1,83 @@
+"""experiments/plot.py's --curve=paper: the authors' statistic of training
+returns (held per step, median and 20/80 percentiles over seeds, a trailing
+moving average), checked against a step-by-step computation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import plot  # noqa: E402
+
+SEEDS = [[(2, 10.0), (6, 20.0), (9, 5.0)],
+         [(3, 0.0), (8, 40.0)],
+         [(1, 7.0), (4, 1.0), (5, 3.0), (10, 9.0)]]
+
+
+def _reference(seed_episodes, end, window):
+  """Step by step: each seed's last finished return (the first's before it),
+  per-step percentiles, then each window's plain mean."""
+  per_step = np.zeros((len(seed_episodes), end))
+  for s, episodes in enumerate(seed_episodes):
+    for t in range(1, end + 1):
+      done = [r for step, r in episodes if step <= t]
+      per_step[s, t - 1] = done[-1] if done else episodes[0][1]
+  stats = np.stack([np.percentile(per_step[:, t], [20, 50, 80], method="midpoint")
+                    for t in range(end)], axis=1)  # [3, end]
+  steps = list(range(window, end + 1, window))
+  return steps, np.stack([stats[:, t - window:t].mean(axis=1) for t in steps], axis=1)
+
+
+@pytest.mark.parametrize("end,window", [(10, 5), (10, 3), (10, 1), (12, 4)])
+def test_paper_curve_matches_a_step_by_step_computation(end, window):
+  """Planted bugs seen to fail it: the moving average over the seeds' own
+  curves before the percentiles; a window off by one step."""
+  steps, bands = plot.paper_curve(SEEDS, end, window)
+  want_steps, want = _reference(SEEDS, end, window)
+  assert steps.tolist() == want_steps
+  np.testing.assert_allclose(bands, want, rtol=1e-12)
+
+
+def test_held_returns_by_hand():
+  np.testing.assert_array_equal(plot.held(SEEDS[0], 10),
+                                [10, 10, 10, 10, 10, 20, 20, 20, 5, 5])
+  # Steps 1-5 of the three seeds: medians 7, 7, 7, 1, 3 -> mean 5.
+  assert plot.paper_curve(SEEDS, 10, 5)[1][1, 0] == pytest.approx(5.0)
+
+
+def _run(folder, lines):
+  os.makedirs(folder)
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(l) + "\n" for l in lines)
+  with open(os.path.join(folder, "summary.json"), "w") as f:
+    json.dump(dict(total_steps=lines[-1]["step"], final_returns=[1.0, 2.0]), f)
+
+
+def test_paper_figure_from_runs_and_authors_logs(tmp_path):
+  """The driver end to end: our training episodes (with their end steps),
+  a run with evaluations only (held instead) dashed, an authors' log."""
+  ours, sac = str(tmp_path / "ours"), str(tmp_path / "sac")
+  _run(ours, [dict(step=1000 * (i + 1), episode_returns=[[float(i)], [2.0 * i]],
+                   episode_steps=[[1000 * i + 500], [1000 * i + 900]]) for i in range(6)])
+  _run(sac, [dict(step=1000 * i, eval_returns=[float(i), 1.0]) for i in range(7)])
+  log = tmp_path / "seed1.log"
+  log.write_text("".join(f"global_step={700 * i}, episodic_return=[{i}.5]\nSPS: 10\n"
+                         for i in range(10)))
+  png = str(tmp_path / "paper.png")
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "plot.py"), ours, sac,
+                      str(log), "--curve=paper", "--window=2000", "--dashed=sac", f"--out={png}"],
+                     capture_output=True, text=True)
+  assert p.returncode == 0, p.stderr
+  assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  steps, bands = plot.paper_curve([[(1000 * i + 500, float(i)) for i in range(6)],
+                                   [(1000 * i + 900, 2.0 * i) for i in range(6)]], 6000, 2000)
+  assert steps.tolist() == [2000, 4000, 6000]
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "plot.py"), ours,
+                      str(log)], capture_output=True, text=True)
+  assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--curve=paper" in p.stderr
