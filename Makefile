@@ -11,6 +11,13 @@ given = $(if $(filter command line environment,$(origin $(1))),$($(1)),$(2))
 # (in the studies: every softMPCritic, ablation and DDPG run), and for experiments/sac.py.
 ARGS ?=
 SAC_ARGS ?=
+# The DDPG baseline as the authors ran it (CleanRL's ddpg_continuous_action):
+# ReLU, batch 256, 25k uniform-random steps before learning, the actor every
+# 2nd step. DDPG_ARGS= (empty) gives the earlier DDPG, our step's settings.
+# SAC's CleanRL settings are experiments/sac.py's defaults (batch 256, 5k
+# prefill, target entropy -|A|); the earlier ones: SAC_ARGS="--batch_size=32
+# --min_replay_size=0 --target_entropy=-0.5".
+DDPG_ARGS ?= --activation=relu --batch_size=256 --warmup_steps=25000 --actor_update_period=2
 # Where the paper's Hopper studies (hopper, ablations, baselines) write their folders.
 RESULTS ?= results
 # Env steps of the SAC and DDPG baselines (the paper reports them at 1e6).
@@ -70,14 +77,18 @@ ablations: install
 	  --out=$(RESULTS)/ablations/fig3.png --title="Hopper, Gaussian prior: Fig. 3 ablations"
 
 # Fig. 4 on Hopper: SAC (brax's trainer) and DDPG (our step with
-# --control=actor --targets=actor) at BASELINE_STEPS, softMPCritic (uniform
-# prior) at STEPS; the overlay draws the baselines' final IQM dashed too.
+# --control=actor --targets=actor $(DDPG_ARGS)) at BASELINE_STEPS, both with
+# the authors' (CleanRL's) settings, softMPCritic (uniform prior) at STEPS;
+# fig4.png draws the baselines' final IQM dashed, fig4_paper.png the
+# authors' statistic (smoothed training returns) with theirs dashed.
 baselines: install
 	$(call recorded,$(RESULTS)/baselines/softMPCritic,$(TRAIN) --env=hopper --total_steps=$(HOPPER_STEPS) --out_dir=$(RESULTS)/baselines/softMPCritic $(ARGS))
-	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=hopper --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG $(ARGS))
+	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=hopper --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG $(DDPG_ARGS) $(ARGS))
 	$(call recorded,$(RESULTS)/baselines/SAC,$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --total_steps=$(BASELINE_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/baselines/SAC $(SAC_ARGS))
 	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \
 	  --out=$(RESULTS)/baselines/fig4.png --title="Hopper: softMPCritic (uniform prior) against SAC and DDPG"
+	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \
+	  --curve=paper --out=$(RESULTS)/baselines/fig4_paper.png
 
 # The paper's Fig. 2 (warm/cold targets x ensemble/one model), 50k steps, SEEDS
 # seeds vmapped per configuration (default 3 here), into results/fig2/.

@@ -8,7 +8,7 @@
 # A study starts only while BUDGET_S seconds (default 540) have not passed;
 # the drivers write metrics.jsonl per chunk, so one cut off keeps its curve.
 #
-#   STUDIES="hopper baselines ablations" SEEDS=5 bash experiments/hopper_gpu.sh
+#   STUDIES="hopper baselines ablations" SEEDS=10 bash experiments/hopper_gpu.sh
 #   TINY=1 bash experiments/hopper_gpu.sh   # a few hundred steps each, on CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,18 +16,20 @@ PY=${PY:-python}
 RESULTS=${RESULTS:-results}
 STUDIES=${STUDIES:-hopper baselines ablations}
 BUDGET_S=${BUDGET_S:-540}
-SEEDS=${SEEDS:-5}
+SEEDS=${SEEDS:-10}
 STEPS=${STEPS:-200000}
 BASELINE_STEPS=${BASELINE_STEPS:-1000000}
 EVAL_EVERY=${EVAL_EVERY:-20}
 ARGS=${ARGS:-}
 SAC_ARGS=${SAC_ARGS:-}
+DDPG_ARGS=${DDPG_ARGS---activation=relu --batch_size=256 --warmup_steps=25000 --actor_update_period=2}
 if [[ "${TINY:-0}" == 1 ]]; then
   RESULTS=${TINY_RESULTS:-/tmp/hopper_gpu_tiny}
   SEEDS=2 STEPS=200 BASELINE_STEPS=400 EVAL_EVERY=1
   ARGS="--chunk_steps=100 --num_samples=8 --target_samples=4 --hidden_sizes=8 --batch_size=8 \
 --eval_episodes=1 --episode_length=50"
-  SAC_ARGS="--hidden_sizes=8 --episode_length=50 --eval_episodes=1 --eval_every=200"
+  SAC_ARGS="--hidden_sizes=8 --episode_length=50 --eval_episodes=1 --eval_every=200 --min_replay_size=100"
+  DDPG_ARGS="--activation=relu --warmup_steps=100 --actor_update_period=2"
 fi
 mkdir -p "$RESULTS"
 start=$SECONDS
@@ -38,6 +40,7 @@ for study in $STUDIES; do
   fi
   echo "hopper_gpu: $study at $((SECONDS - start))s" >&2
   make -o install "$study" PY="$PY" RESULTS="$RESULTS" SEEDS="$SEEDS" STEPS="$STEPS" \
-    BASELINE_STEPS="$BASELINE_STEPS" EVAL_EVERY="$EVAL_EVERY" ARGS="$ARGS" SAC_ARGS="$SAC_ARGS"
+    BASELINE_STEPS="$BASELINE_STEPS" EVAL_EVERY="$EVAL_EVERY" ARGS="$ARGS" SAC_ARGS="$SAC_ARGS" \
+    DDPG_ARGS="$DDPG_ARGS"
 done
 echo "hopper_gpu: done in $((SECONDS - start))s; results under $RESULTS" >&2

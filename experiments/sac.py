@@ -7,12 +7,20 @@ Writes what experiments/train.py writes, so experiments/plot.py overlays both:
 DIR/metrics.jsonl (one line per evaluation point: step, eval_returns per seed)
 and DIR/summary.json (final_returns per seed, IQM and its 95% interval).
 
-Matched to our harness:
-- one environment (num_envs=1) and one gradient update of batch 32 per env
-  step (grad_updates_per_step=1, batch_size=32): the same replay ratio and the
-  same number of Q updates as softMPCritic, whose Q takes one Adam step on a
-  batch of 32 per env step; no random warm-up (min_replay_size=0, as ours
-  trains from step 1). Adam 3e-4, gamma 0.99, tau 0.005, 256-256 MLPs.
+Defaults: the authors' baseline, CleanRL's SAC, where brax's trainer can
+express it: one environment, one gradient update of batch 256 per env step,
+5000 prefill steps before any update (--min_replay_size), a target entropy
+of -|A| (--target_entropy=-1 per action dimension, set through
+brax_sac.target_entropy), ReLU 256-256 MLPs (brax's default), gamma 0.99,
+tau 0.005. What brax cannot express, and what we use instead:
+- CleanRL's prefill acts uniformly at random; brax's acts with the initial
+  (untrained) policy;
+- CleanRL's learning rates are 1e-3 (Q), 3e-4 (policy), 1e-3 (alpha); brax has
+  one --learning_rate for Q and policy (3e-4 here) and alpha at 3e-4;
+- CleanRL updates the actor twice every second step; brax once every step.
+The settings before these (matched to softMPCritic's own harness: batch 32,
+no prefill, brax's -0.5 |A|) are `--batch_size=32 --min_replay_size=0
+--target_entropy=-0.5`.
 - evaluation: the mean of --eval_episodes episodes of up to episode_length
   steps with SAC's deterministic (mean) action, as our evaluation runs full
   episodes with the online controller.
@@ -33,8 +41,8 @@ Where brax's trainer does not fit, adapted at the edge:
 - seeds: brax's train is its own jit around pmap and a Python loop, so seeds
   run one after another (each recompiles);
 - jax: brax 0.14.2 still calls jax.device_put_replicated, which jax 0.10
-  removed; `_restore_device_put_replicated` supplies it (stack one copy per
-  device, sharded over them), only where jax lacks it.
+  removed; `brax_sac.restore_device_put_replicated` supplies it, only where
+  jax lacks it.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from brax.training.agents.sac import train as sac
 import jax
 import numpy as np
 
+import brax_sac
 import cli
 from smpc_jax import envs
 from smpc_jax.config import ENVS
@@ -62,30 +71,18 @@ flags.DEFINE_integer("total_steps", 1_000_000, "Environment steps per run.")
 flags.DEFINE_integer("episode_length", 1000, "Steps before truncation.")
 flags.DEFINE_integer("eval_every", 10_000, "Environment steps between evaluations.")
 flags.DEFINE_integer("eval_episodes", 4, "Evaluation episodes per point (brax's num_eval_envs).")
-flags.DEFINE_integer("batch_size", 32, "SAC batch per gradient update (ours: 32).")
+flags.DEFINE_integer("batch_size", 256, "SAC batch per gradient update (CleanRL's 256; ours: 32).")
 flags.DEFINE_integer("grad_updates_per_step", 1, "Gradient updates per env step (ours: 1).")
-flags.DEFINE_integer("min_replay_size", 0, "Prefill steps before updates (ours: 0).")
+flags.DEFINE_integer("min_replay_size", 5000,
+                     "Prefill steps before updates (CleanRL's 5000; ours: 0).")
+flags.DEFINE_float("target_entropy", -1.0,
+                   "SAC's target entropy per action dimension (CleanRL's -1; brax's -0.5).")
 flags.DEFINE_float("learning_rate", 3e-4, "Adam, actor and critic.")
 flags.DEFINE_float("gamma", 0.99, "Discount.")
 flags.DEFINE_float("tau", 0.005, "Polyak rate of the target critic.")
 flags.DEFINE_list("hidden_sizes", ["256", "256"], "Actor and critic MLP widths.")
 flags.DEFINE_string("out_dir", "runs/sac", "Where metrics.jsonl and summary.json go.")
 FLAGS = flags.FLAGS
-
-
-def _restore_device_put_replicated():
-  """brax's SAC replicates its state with jax.device_put_replicated, gone from
-  jax 0.10: put it back as one stacked copy per device, sharded over them."""
-  if hasattr(jax, "device_put_replicated"):
-    return
-
-  def device_put_replicated(x, devices):
-    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)),
-                                          jax.sharding.PartitionSpec("d"))
-    return jax.tree.map(
-        lambda a: jax.device_put(np.stack([np.asarray(a)] * len(devices)), sharding), x)
-
-  jax.device_put_replicated = device_put_replicated
 
 
 def check_flags() -> tuple:
@@ -102,6 +99,9 @@ def check_flags() -> tuple:
   if FLAGS.eval_every > FLAGS.total_steps:
     cli.fail(f"eval_every={FLAGS.eval_every} is invalid; it must be <= total_steps="
              f"{FLAGS.total_steps}.")
+  if not FLAGS.target_entropy < 0:
+    cli.fail(f"target_entropy={FLAGS.target_entropy} is invalid; it must be < 0 (per action "
+             "dimension: -1 CleanRL's, -0.5 brax's).")
   for name, lo, hi in (("learning_rate", 0, np.inf), ("gamma", 0, 1), ("tau", 0, 1)):
     v = getattr(FLAGS, name)
     if not lo < v <= hi:
@@ -116,6 +116,17 @@ def check_flags() -> tuple:
   return hidden
 
 
+def trainer_settings() -> dict:
+  """brax's sac.train arguments the flags set (recorded in summary.json)."""
+  return dict(num_timesteps=FLAGS.total_steps, episode_length=FLAGS.episode_length,
+              num_envs=1, num_eval_envs=FLAGS.eval_episodes,
+              learning_rate=FLAGS.learning_rate, discounting=FLAGS.gamma, tau=FLAGS.tau,
+              batch_size=FLAGS.batch_size, grad_updates_per_step=FLAGS.grad_updates_per_step,
+              min_replay_size=FLAGS.min_replay_size,
+              max_replay_size=min(1_000_000, FLAGS.total_steps),
+              num_evals=FLAGS.total_steps // FLAGS.eval_every + 1, deterministic_eval=True)
+
+
 def run_seed(env, seed: int, hidden) -> list:
   """One brax SAC run; returns [(step, eval return, training metrics)]."""
   points = []
@@ -127,27 +138,16 @@ def run_seed(env, seed: int, hidden) -> list:
     print(f"  seed {seed} step {int(step):>8d}  eval return "
           f"{float(metrics['eval/episode_reward']):9.1f}", flush=True)
 
-  sac.train(
-      environment=env,
-      num_timesteps=FLAGS.total_steps,
-      episode_length=FLAGS.episode_length,
-      wrap_env_fn=brax_training.wrap,
-      num_envs=1,
-      num_eval_envs=FLAGS.eval_episodes,
-      learning_rate=FLAGS.learning_rate,
-      discounting=FLAGS.gamma,
-      tau=FLAGS.tau,
-      seed=seed,
-      batch_size=FLAGS.batch_size,
-      grad_updates_per_step=FLAGS.grad_updates_per_step,
-      min_replay_size=FLAGS.min_replay_size,
-      max_replay_size=min(1_000_000, FLAGS.total_steps),
-      num_evals=FLAGS.total_steps // FLAGS.eval_every + 1,
-      deterministic_eval=True,
-      network_factory=functools.partial(sac_networks.make_sac_networks,
-                                        hidden_layer_sizes=hidden),
-      progress_fn=progress,
-  )
+  with brax_sac.target_entropy(FLAGS.target_entropy):
+    sac.train(
+        environment=env,
+        wrap_env_fn=brax_training.wrap,
+        seed=seed,
+        network_factory=functools.partial(sac_networks.make_sac_networks,
+                                          hidden_layer_sizes=hidden),
+        progress_fn=progress,
+        **trainer_settings(),
+    )
   return points
 
 
@@ -169,19 +169,15 @@ def write_outputs(out, runs, wall_s, sps, hidden):
       final_return_median=float(np.median(final)), sps=sps, wall_s=wall_s,
       backend=jax.devices()[0].platform, device=str(jax.devices()[0].device_kind),
       jax_version=jax.__version__,
-      config=dict(num_envs=1, batch_size=FLAGS.batch_size,
-                  grad_updates_per_step=FLAGS.grad_updates_per_step,
-                  min_replay_size=FLAGS.min_replay_size, learning_rate=FLAGS.learning_rate,
-                  gamma=FLAGS.gamma, tau=FLAGS.tau, hidden_sizes=list(hidden),
-                  episode_length=FLAGS.episode_length, eval_every=FLAGS.eval_every,
-                  eval_episodes=FLAGS.eval_episodes, deterministic_eval=True)))
+      config=dict(trainer_settings(), target_entropy_per_action_dim=FLAGS.target_entropy,
+                  hidden_sizes=list(hidden), eval_every=FLAGS.eval_every)))
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   hidden = check_flags()
-  _restore_device_put_replicated()
+  brax_sac.restore_device_put_replicated()
   out = cli.ensure_dir(FLAGS.out_dir)
   env = envs.make(FLAGS.env).env
   print(f"SAC (brax) on {FLAGS.env}: {FLAGS.seeds} seed(s) x {FLAGS.total_steps} steps, "

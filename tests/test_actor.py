@@ -167,12 +167,46 @@ def test_bad_switch_values_name_the_field(field, value):
     sj.validate(TINY.replace(**{field: value}))
 
 
+def test_sac_target_entropy_adapter_makes_brax_aim_at_cleanrls():
+  """brax_sac.target_entropy(-1): brax's alpha loss, alpha * (-log pi - H*),
+  aims at H* = -|A| inside (brax's own -0.5 |A| outside): at alpha = 1 the loss
+  rises by exactly 0.5 |A|, and brax's function is back after.
+
+  Planted bug seen to fail it: the context yielding without the scaling."""
+  import brax_sac
+  from brax.training import types
+  from brax.training.acme import running_statistics, specs
+  from brax.training.agents.sac import losses as sac_losses
+  from brax.training.agents.sac import networks as sac_networks
+  obs, act = 3, 2
+  net = sac_networks.make_sac_networks(obs, act, hidden_layer_sizes=(8,))
+  policy = net.policy_network.init(jax.random.PRNGKey(0))
+  normaliser = running_statistics.init_state(specs.Array((obs,), jnp.float32))
+  batch = types.Transition(observation=jnp.ones((4, obs)), action=jnp.zeros((4, act)),
+                           reward=jnp.zeros(4), discount=jnp.ones(4),
+                           next_observation=jnp.ones((4, obs)))
+
+  def alpha_loss():
+    loss = sac_losses.make_losses(sac_network=net, reward_scaling=1.0, discounting=0.99,
+                                  action_size=act)[0]
+    return float(loss(jnp.zeros(()), policy, normaliser, batch, jax.random.PRNGKey(1)))
+
+  original = sac_losses.make_losses
+  brax_own = alpha_loss()
+  with brax_sac.target_entropy(-1.0):
+    cleanrl = alpha_loss()
+  assert sac_losses.make_losses is original
+  assert cleanrl - brax_own == pytest.approx(0.5 * act, abs=1e-5)
+  with brax_sac.target_entropy(brax_sac.BRAX_TARGET_ENTROPY):
+    assert alpha_loss() == pytest.approx(brax_own, abs=1e-6)
+
+
 @pytest.mark.slow  # ~80 s of brax's SAC compile: `make test-slow`, not `make test`.
 def test_sac_driver_writes_the_summary_format(tmp_path):
   out = tmp_path / "sac"
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "sac.py"), "--env=idp", "--seeds=1",
          "--total_steps=2000", "--eval_every=1000", "--episode_length=50", "--eval_episodes=2",
-         "--hidden_sizes=8", f"--out_dir={out}"]
+         "--hidden_sizes=8", "--min_replay_size=500", f"--out_dir={out}"]
   env = dict(os.environ, PYTHONPATH=ROOT)
   done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -184,6 +218,10 @@ def test_sac_driver_writes_the_summary_format(tmp_path):
   assert summary["final_return_iqm"] == pytest.approx(summary["final_returns"][0])
   lo, hi = summary["final_return_iqm_ci95"]
   assert lo <= summary["final_return_iqm"] <= hi
+  # The authors' (CleanRL's) settings are the defaults, and what brax was given.
+  config = summary["config"]
+  assert (config["batch_size"], config["min_replay_size"], config["target_entropy_per_action_dim"],
+          config["num_envs"], config["grad_updates_per_step"]) == (256, 500, -1.0, 1, 1)
   # Bad input: one line naming the flag, before anything compiles.
   bad = subprocess.run(cmd[:2] + ["--batch_size=0"], capture_output=True, text=True, env=env)
   assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
