@@ -19,7 +19,8 @@ DECIDERS = ("mppi", "actor")  # Who picks the online action / the target's next 
 INITIAL_PLANS = ("zeros", "random")
 DYNAMICS_BATCHES = ("per_member", "shared")
 NETWORK_INITS = ("flax", "torch")
-ACTIVATIONS = ("silu", "relu")
+ACTIVATIONS = ("silu", "relu", "tanh")
+NORMALISERS = ("mean", "sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Config:
   target_samples: int = 20  # MPPI samples per target state (10% of N).
   target_iterations: int = 1  # MPPI iterations per target.
   warm_start: bool = True  # Warm start from the stored plan, else from zeros.
+  # The soft value's normaliser over samples: "mean", eq. (6) (the authors'
+  # published code), or "sum" (their Fig. 3 code: V higher by lambda log N).
+  value_normaliser: str = "mean"
   # The refined plan written back keeps its last action; False: that action is
   # reset to 0, so a target's warm start is the first H refined actions and a
   # zero (the authors' buffer stores only those H).
@@ -89,6 +93,9 @@ class Config:
   # Hidden-layer activation of every network: "silu" (the paper's) | "relu"
   # (CleanRL's DDPG and SAC baselines).
   activation: str = "silu"
+  # The Q-network's hidden activations, comma separated, one per hidden layer
+  # ("" = `activation` for each); "silu,tanh" is the authors' Fig. 3 critic.
+  q_activations: str = ""
   learning_rate: float = 3e-4  # Adam, Q and dynamics.
   batch_size: int = 32
   tau: float = 0.005  # Polyak rate of the target Q.
@@ -168,6 +175,13 @@ def validate(config: Config) -> Config:
   need(c.network_init in NETWORK_INITS, "network_init",
        f"allowed: {', '.join(NETWORK_INITS)}")
   need(c.activation in ACTIVATIONS, "activation", f"allowed: {', '.join(ACTIVATIONS)}")
+  if c.q_activations:
+    names = c.q_activations.split(",")
+    need(len(names) == len(c.hidden_sizes) and all(n in ACTIVATIONS for n in names),
+         "q_activations", f"it must name one of {', '.join(ACTIVATIONS)} per hidden layer "
+         f"({len(c.hidden_sizes)}), comma separated, or be empty")
+  need(c.value_normaliser in NORMALISERS, "value_normaliser",
+       f"allowed: {', '.join(NORMALISERS)}")
   need(isinstance(c.warmup_steps, int) and 0 <= c.warmup_steps < c.total_steps, "warmup_steps",
        "it must be an integer in [0, total_steps)")
   need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")

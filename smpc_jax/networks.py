@@ -3,16 +3,14 @@ models with stacked parameters (leading axis = member)."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence, Tuple
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-
-INITS = ("flax", "torch")
-ACTIVATIONS = {"silu": nn.silu, "relu": nn.relu}
+from smpc_jax.config import ACTIVATIONS, BRANCHING, NETWORK_INITS  # names, defined once
 
 
 def _torch_bias_init(fan_in: int):
@@ -32,20 +30,25 @@ def dense(features: int, fan_in: int, scheme: str = "flax") -> nn.Dense:
     return nn.Dense(features,
                     kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
                     bias_init=_torch_bias_init(fan_in))
-  raise ValueError(f"init={scheme!r} is invalid; allowed: {', '.join(INITS)}.")
+  raise ValueError(f"init={scheme!r} is invalid; allowed: {', '.join(NETWORK_INITS)}.")
 
 
 class MLP(nn.Module):
   hidden_sizes: Sequence[int]
   out_size: int
   scheme: str = "flax"  # initialisation, see `dense`
-  activation: str = "silu"  # of the hidden layers, a key of ACTIVATIONS
+  # Of the hidden layers: one of ACTIVATIONS (flax.linen's function of that
+  # name), or a tuple of one per layer.
+  activation: str | Tuple[str, ...] = "silu"
 
   @nn.compact
   def __call__(self, x):  # [..., in] -> [..., out]
-    act = ACTIVATIONS[self.activation]
-    for h in self.hidden_sizes:
-      x = act(dense(h, x.shape[-1], self.scheme)(x))
+    names = ((self.activation,) * len(self.hidden_sizes) if isinstance(self.activation, str)
+             else self.activation)
+    for h, name in zip(self.hidden_sizes, names, strict=True):
+      if name not in ACTIVATIONS:
+        raise ValueError(f"activation={name!r} is invalid; allowed: {', '.join(ACTIVATIONS)}.")
+      x = getattr(nn, name)(dense(h, x.shape[-1], self.scheme)(x))
     return dense(self.out_size, x.shape[-1], self.scheme)(x)
 
 
@@ -102,9 +105,6 @@ class Ensemble(NamedTuple):
   delta: Callable
   # (params, scales, key, s [N, obs], a [N, act]) -> s' [N, obs]
   predict: Callable
-
-
-BRANCHING = ("per_step", "per_sample")
 
 
 def make_q(obs_size: int, action_size: int, hidden_sizes: Sequence[int],

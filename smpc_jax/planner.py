@@ -17,6 +17,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from smpc_jax.config import NORMALISERS  # the soft value's normalisers, named once
+
 # (key, s [N, obs], a [N, act]) -> s' [N, obs]. The key lets an ensemble pick
 # members per row; a deterministic model ignores it.
 DynamicsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -74,7 +76,7 @@ def rollout_returns(key, model: Model, s0, actions, gamma):
 
 
 def _iteration(key, model_key, s0, plan, model, num_samples, temperature, noise_var,
-               gamma, prior, action_low, action_high):
+               gamma, prior, action_low, action_high, normaliser="mean"):
   """One MPPI update of `plan` [H+1, act]; returns (new plan, (value, ess))."""
   k_noise, k_roll = jax.random.split(key)
   if model_key is not None:
@@ -111,15 +113,18 @@ def _iteration(key, model_key, s0, plan, model, num_samples, temperature, noise_
   logits = -(cost - cost_min) / lam  # <= 0, -inf where invalid.
   weights = jax.nn.softmax(logits)  # [N]
   new_plan = plan + jnp.einsum("n,nta->ta", weights, eps)
-  # V = -lam * log(mean_n exp(-cost_n / lam)) + constant (cost units).
-  value_cost = cost_min - lam * (jax.nn.logsumexp(logits) - jnp.log(num_samples))
+  # V = -lam * log(mean_n exp(-cost_n / lam)) + constant (cost units); with
+  # normaliser="sum", log sum_n (the authors' Fig. 3 code): lam * log N lower.
+  log_n = jnp.log(num_samples) if normaliser == "mean" else 0.0
+  value_cost = cost_min - lam * (jax.nn.logsumexp(logits) - log_n)
   ess = 1.0 / jnp.sum(jnp.square(weights))
   return new_plan, (-(value_cost + constant), ess)
 
 
 def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
          temperature, noise_var, gamma, prior: str = "gaussian",
-         action_low=-jnp.inf, action_high=jnp.inf, model_key=None) -> MPPIResult:
+         action_low=-jnp.inf, action_high=jnp.inf, model_key=None,
+         normaliser: str = "mean") -> MPPIResult:
   """Algorithm 1: `iterations` MPPI updates of `plan` at state `s0`.
 
   s0 [obs], plan [H+1, act]. temperature (lambda), noise_var (Sigma = var * I)
@@ -130,14 +135,18 @@ def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
   model_key: if given, the key of the model's own draws (an ensemble's member
   per step), split per iteration; otherwise they come from `key`. Pass one
   model_key to every state of a vmapped batch to share those draws across it.
+  normaliser: the soft value's "mean" over samples, eq. (6), or "sum" (the
+  authors' Fig. 3 code: the value higher by lambda * log N).
   """
+  if normaliser not in NORMALISERS:
+    raise ValueError(f"normaliser={normaliser!r} is invalid; allowed: {', '.join(NORMALISERS)}.")
   keys = jax.random.split(key, iterations)
   model_keys = None if model_key is None else jax.random.split(model_key, iterations)
 
   def body(plan, ks):
     k, mk = ks
     return _iteration(k, mk, s0, plan, model, num_samples, temperature, noise_var,
-                      gamma, prior, action_low, action_high)
+                      gamma, prior, action_low, action_high, normaliser)
 
   plan, (values, ess) = jax.lax.scan(body, plan, (keys, model_keys),
                                      unroll=iterations <= 2)

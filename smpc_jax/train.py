@@ -68,7 +68,9 @@ def parts(config: Config) -> Parts:
   """The environment, networks and optimiser a config describes."""
   environment = envs.make(config.env, config.frame_skip)
   obs, act = environment.obs_size, environment.action_size
-  q = networks.make_q(obs, act, config.hidden_sizes, config.network_init, config.activation)
+  q_activation = (tuple(config.q_activations.split(",")) if config.q_activations
+                  else config.activation)
+  q = networks.make_q(obs, act, config.hidden_sizes, config.network_init, q_activation)
   ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
                                     config.branching, config.standardise_model,
                                     config.network_init, config.activation)
@@ -163,7 +165,8 @@ def plan(state: TrainState, key, obs, warm_start, q_params, *, num_samples,
       key, obs, warm_start, planner_model(c, state.dyn_params, state.scales, q_params),
       num_samples=num_samples, iterations=iterations, temperature=h.temperature,
       noise_var=h.noise_var, gamma=h.gamma, prior=c.prior,
-      action_low=env.action_low, action_high=env.action_high, model_key=model_key)
+      action_low=env.action_low, action_high=env.action_high, model_key=model_key,
+      normaliser=c.value_normaliser)
 
 
 def _tree_where(cond, a, b):

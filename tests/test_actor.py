@@ -159,9 +159,12 @@ def test_actor_explores_inside_the_box_with_the_noise_asked():
 
 
 @pytest.mark.parametrize("field,value", [("control", "ddpg"), ("targets", "none"),
-                                         ("actor_noise", -0.1), ("activation", "tanh"),
+                                         ("actor_noise", -0.1), ("activation", "gelu"),
                                          ("warmup_steps", STEPS), ("warmup_steps", -1),
-                                         ("actor_update_period", 0)])
+                                         ("actor_update_period", 0),
+                                         ("q_activations", "silu,silu"),
+                                         ("q_activations", "silu,gelu"),
+                                         ("value_normaliser", "max")])
 def test_bad_switch_values_name_the_field(field, value):
   with pytest.raises(ValueError, match=f"^{field}="):
     sj.validate(TINY.replace(**{field: value}))
@@ -298,6 +301,31 @@ def test_relu_reaches_the_q_network_the_actor_and_every_member():
   for got, params, x, out in cases:
     np.testing.assert_allclose(got, _mlp(params, x, out, "relu"), rtol=1e-4, atol=1e-5)
     assert not np.allclose(got, _mlp(params, x, out, "silu"), rtol=1e-4, atol=1e-5)
+
+
+def test_q_activations_set_the_critics_layers_alone():
+  """q_activations='silu,tanh' (the authors' Fig. 3 critic): the Q-network's
+  hidden layers are SiLU then tanh; the ensemble keeps `activation` (SiLU).
+
+  Planted bug seen to fail it: q_activations ignored."""
+  from smpc_jax.train import parts
+  config = TINY.replace(hidden_sizes=(16, 16), q_activations="silu,tanh")
+  p = parts(config)
+  obs, act = p.environment.obs_size, p.environment.action_size
+  s = np.random.default_rng(1).standard_normal((9, obs)).astype(np.float32)
+  a = np.random.default_rng(2).uniform(-1, 1, (9, act)).astype(np.float32)
+  params = p.q.init(jax.random.PRNGKey(0))
+  x = np.concatenate([s, a], -1).astype(np.float64)
+  layers = params["params"]
+  for i, f in enumerate((lambda v: v / (1 + np.exp(-v)), np.tanh)):
+    x = f(x @ np.asarray(layers[f"Dense_{i}"]["kernel"]) + np.asarray(layers[f"Dense_{i}"]["bias"]))
+  want = (x @ np.asarray(layers["Dense_2"]["kernel"]) + np.asarray(layers["Dense_2"]["bias"]))[:, 0]
+  np.testing.assert_allclose(p.q.apply(params, s, a), want, rtol=1e-4, atol=1e-5)
+  member = jax.tree.map(lambda v: v[0], p.ensemble.init(jax.random.PRNGKey(1)))
+  unit = networks.unit_scales(obs)
+  np.testing.assert_allclose(
+      p.ensemble.delta(member, unit, s, a),
+      _mlp(member, np.concatenate([s, a], -1), lambda v: v, "silu"), rtol=1e-4, atol=1e-5)
 
 
 WARMUP = 30

@@ -190,3 +190,22 @@ def test_effective_sample_size():
   sharp = planner.mppi(jax.random.PRNGKey(0), jnp.zeros(2), jnp.zeros((1, 1)), peaked,
                        num_samples=n, temperature=1e-3, noise_var=0.1, gamma=0.99)
   assert 1.0 <= float(sharp.ess) < 1.5, float(sharp.ess)
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "uniform"])
+def test_sum_normaliser_raises_the_value_by_lambda_log_n(prior):
+  """normaliser='sum' (the authors' Fig. 3 code, log sum_n instead of log
+  mean_n in eq. (6)): the same plan, and the value higher by exactly
+  lambda * log N; an unknown name is refused.
+
+  Planted bug seen to fail it: the normaliser ignored."""
+  n = 50
+  kwargs = dict(num_samples=n, temperature=LAM, noise_var=VAR, gamma=0.9, prior=prior,
+                action_low=-1.0, action_high=1.0)
+  plan0, key = 0.1 * jnp.ones((H + 1, 1)), jax.random.PRNGKey(3)
+  mean = planner.mppi(key, S0, plan0, linear_model(), **kwargs)
+  total = planner.mppi(key, S0, plan0, linear_model(), normaliser="sum", **kwargs)
+  np.testing.assert_array_equal(total.plan, mean.plan)
+  np.testing.assert_allclose(total.value - mean.value, LAM * math.log(n), rtol=1e-5)
+  with pytest.raises(ValueError, match="^normaliser='max' is invalid; allowed: mean, sum"):
+    planner.mppi(key, S0, plan0, linear_model(), normaliser="max", **kwargs)

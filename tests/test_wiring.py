@@ -192,6 +192,26 @@ def test_bellman_target_uses_stored_row_target_net_and_run_gamma(step, h0, env):
   assert seen == {0.0, 1.0}  # both kinds of row were checked
 
 
+def test_sum_normaliser_reaches_the_targets(step, h0, env):
+  """value_normaliser='sum': every sample of the H = 0 target has the same
+  cost (a Q that ignores the action, a zero warm start), so V(s') is
+  Q_target(s') + lambda log N_target exactly and y gains GAMMA lambda log N.
+
+  Planted bug seen to fail it: Config.value_normaliser not passed to the planner."""
+  rows = _rows(jax.random.PRNGKey(6), env, 1, reward=1.0 + 1.5 * jnp.arange(C),
+               terminated=0.0)
+  state = _bellman_state(h0, env, rows).replace(config=H0.replace(value_normaliser="sum"))
+  q = parts(H0).q
+  new, m = step(state, jax.random.PRNGKey(10))
+  changed = np.flatnonzero(np.any(
+      np.asarray(new.buffer.data.plan != state.buffer.data.plan), axis=(1, 2)))
+  row = replay.get(new.buffer, int(changed[0]))
+  v = q.apply(state.q_target, row.next_obs, jnp.zeros(env.action_size))
+  bonus = float(state.hparams.temperature) * math.log(H0.target_samples)
+  np.testing.assert_allclose(m["target_mean"], row.reward + GAMMA * (v + bonus), rtol=1e-5,
+                             atol=1e-5)
+
+
 def test_target_planner_starts_from_zeros_without_warm_start(step, h0, env):
   """warm_start=False: the stored plans (here 1..16, far from zero) are not
   used and not rewritten. Every stored row has the same (r, s', terminated=0),
