@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One training run of the authors' PyTorch Soft MPCritic (soft_mpcritic.py)
-# on InvertedDoublePendulum-v5 at the paper's defaults, CPU only, for the
-# reference distribution of its training returns (issue 7).
+# on InvertedDoublePendulum-v5 at the paper's defaults (AUTHORS_ENV=hopper:
+# Hopper-v5 at Fig. 4's, see authors_args.sh), CPU only, for the reference
+# distribution of its training returns.
 #   experiments/authors_run.sh SEED [STEPS] [OUT]
+#   AUTHORS_ENV=hopper experiments/authors_run.sh 1 100000 results/hopper_vs_authors/authors
 #     (defaults: STEPS=50000, OUT=results/authors; AUTHORS_DIR=/work/authors)
 # AUTHORS_DIR is a checkout of NPLawrence/soft-mpcritic with a venv in .venv
 # (PY=... overrides the interpreter). THREADS torch threads (default 1), CORE
