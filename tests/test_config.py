@@ -23,6 +23,8 @@ def test_presets_hold_the_paper_defaults():
   assert (c.mask_terminations, c.initial_plan, c.dynamics_batch, c.standardise_model,
           c.network_init, c.keep_plan_tail) == (False, "random", "shared", False, "torch", False)
   assert Config().mask_terminations and Config().network_init == "flax"
+  # Walker2d takes Hopper's preset (not tuned).
+  assert preset("walker") == preset("hopper").replace(env="walker")
   # brax's tasks keep the settings their results were made with.
   assert preset("idp_brax").branching == "per_sample"
   assert hash(c) == hash(preset("idp"))  # frozen and hashable: a static arg
