@@ -86,6 +86,19 @@ def test_registered_name_is_a_valid_config(registered):
   assert environment.env.dt == pytest.approx(0.04)
 
 
+def test_the_cache_answers_only_for_registered_names():
+  """make() checks the registry before its cache: once the fixture has put
+  the registry back, a name built earlier is refused again, as other test
+  files (and their exact messages) expect."""
+  before = dict(envs._REGISTRY)
+  envs.register("slider", make_slider)
+  assert envs.make("slider").name == "slider"
+  envs._REGISTRY.clear()
+  envs._REGISTRY.update(before)
+  with pytest.raises(ValueError, match="env='slider' is not known"):
+    envs.make("slider")
+
+
 def test_make_that_returns_no_environment_is_a_clear_error(registered):
   registered("broken", lambda frame_skip: object())
   with pytest.raises(TypeError, match="env='broken': its make returned object, not an Environment"):

@@ -74,19 +74,23 @@ def check_name(name) -> None:
     raise ValueError(f"env={name!r} is not known; allowed: {', '.join(names())}.")
 
 
-@functools.lru_cache(maxsize=None)
 def make(name: str, frame_skip: int = 0) -> Environment:
   """The environment `name` (one of names()), built once per process.
 
   frame_skip: physics steps per env step; 0 keeps the task's own (idp 5,
   hopper and walker 4 as Gymnasium; brax's idp 2 and hopper 4).
-
-  Built with concrete arrays even when first asked for inside a trace, so the
-  cached object never holds a tracer.
   """
   check_name(name)
+  return _build(_REGISTRY[name], name, frame_skip)
+
+
+@functools.lru_cache(maxsize=None)
+def _build(make_fn: MakeFn, name: str, frame_skip: int) -> Environment:
+  """Cached per make function: the name is checked against the registry
+  first, on every call. Built with concrete arrays even when first asked for
+  inside a trace, so the cached object never holds a tracer."""
   with jax.ensure_compile_time_eval():
-    environment = _REGISTRY[name](frame_skip)
+    environment = make_fn(frame_skip)
   if not isinstance(environment, Environment):
     raise TypeError(f"env={name!r}: its make returned {type(environment).__name__}, "
                     "not an Environment.")
