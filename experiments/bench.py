@@ -31,8 +31,9 @@ import numpy as np
 
 import cli
 import smpc_jax as sj
+from smpc_jax import envs
 
-flags.DEFINE_string("env", "idp", "Environment preset: idp | hopper | idp_brax | hopper_brax.")
+flags.DEFINE_string("env", "idp", f"Environment: {' | '.join(envs.names())}.")
 flags.DEFINE_list("seeds", ["1"], "Seed counts to measure, comma separated (e.g. 1,4,16,64).")
 flags.DEFINE_integer("steps", 2000, "Training steps per timed chunk.")
 flags.DEFINE_integer("repeats", 5, "Timed chunks; the median is reported.")
@@ -49,8 +50,10 @@ TARGET_PER_SEED_RATIO_16 = 0.5  # per-seed rate at 16 seeds / at 1 seed
 
 def parse_flags() -> list:
   """The seed counts, or one line naming the bad flag and exit 2."""
-  if FLAGS.env not in sj.PRESETS:
-    cli.fail(f"env={FLAGS.env!r} is invalid; allowed: {', '.join(sj.PRESETS)}.")
+  try:
+    envs.check_name(FLAGS.env)
+  except ValueError as e:
+    cli.fail(str(e))
   try:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError:

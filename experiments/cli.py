@@ -13,7 +13,7 @@ import warnings
 from absl import flags
 import numpy as np
 
-from smpc_jax import Config, preset
+from smpc_jax import Config, envs, preset
 
 FLAGS = flags.FLAGS
 
@@ -24,7 +24,7 @@ def define_config_flags():
   for field in dataclasses.fields(Config):
     kind, help_ = hints[field.name], f"Config.{field.name} (default: the env preset)"
     if field.name == "env":
-      flags.DEFINE_string("env", "idp", "Environment: idp | hopper.")
+      flags.DEFINE_string("env", "idp", f"Environment: {' | '.join(envs.names())}.")
     elif kind is bool:
       flags.DEFINE_boolean(field.name, None, help_)
     elif kind is int:

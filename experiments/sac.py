@@ -62,9 +62,8 @@ import numpy as np
 import brax_sac
 import cli
 from smpc_jax import envs
-from smpc_jax.config import ENVS
 
-flags.DEFINE_string("env", "hopper", f"Environment: {' | '.join(ENVS)}.")
+flags.DEFINE_string("env", "hopper", f"Environment: {' | '.join(envs.names())}.")
 flags.DEFINE_integer("seeds", 1, "Independent runs, one after another.")
 flags.DEFINE_integer("seed", 0, "Base seed; run i uses seed + i.")
 flags.DEFINE_integer("total_steps", 1_000_000, "Environment steps per run.")
@@ -87,8 +86,10 @@ FLAGS = flags.FLAGS
 
 def check_flags() -> tuple:
   """Exits with one line naming a bad flag; returns the hidden sizes."""
-  if FLAGS.env not in ENVS:
-    cli.fail(f"env={FLAGS.env!r} is not known; allowed: {', '.join(ENVS)}.")
+  try:
+    envs.check_name(FLAGS.env)
+  except ValueError as e:
+    cli.fail(str(e))
   for name in ("seeds", "total_steps", "episode_length", "eval_every", "eval_episodes",
                "batch_size", "grad_updates_per_step"):
     if getattr(FLAGS, name) < 1:

@@ -10,7 +10,8 @@ Where the paper lives:
                  baseline (Config.control / Config.targets = "actor").
   checkpoint.py  orbax checkpoints of the whole run state (exact resume).
   sharding.py    seeds over devices and processes (jax.sharding).
-  envs/          the paper's tasks on MJX (and brax's), known reward and termination.
+  envs/          the task registry (envs.register): the paper's tasks on MJX,
+                 Walker2d, brax's; known reward and termination.
   evaluation.py  evaluation episodes.
   config.py      the frozen Config and its presets.
 """

@@ -14,8 +14,8 @@ EXPERIMENTS = os.path.join(ROOT, "experiments")
 
 @pytest.mark.parametrize("args,words", [
     (["--seeds=0"], "error: seeds='0' is invalid; give one or more integers >= 1."),
-    (["--env=cartpole"], "error: env='cartpole' is invalid; allowed: idp, hopper, idp_brax, "
-                        "hopper_brax."),
+    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, "
+                        "idp_brax, hopper_brax."),
 ])
 def test_bench_rejects_bad_input_in_one_line(args, words, tmp_path):
   out = subprocess.run([sys.executable, os.path.join(EXPERIMENTS, "bench.py"),

@@ -23,6 +23,8 @@ def test_presets_hold_the_paper_defaults():
   assert (c.mask_terminations, c.initial_plan, c.dynamics_batch, c.standardise_model,
           c.network_init, c.keep_plan_tail) == (False, "random", "shared", False, "torch", False)
   assert Config().mask_terminations and Config().network_init == "flax"
+  # Walker2d takes Hopper's preset (not tuned).
+  assert preset("walker") == preset("hopper").replace(env="walker")
   # brax's tasks keep the settings their results were made with.
   assert preset("idp_brax").branching == "per_sample"
   assert hash(c) == hash(preset("idp"))  # frozen and hashable: a static arg
@@ -32,7 +34,7 @@ def test_presets_hold_the_paper_defaults():
     ("temperature", -0.1, "temperature=-0.1 is invalid; it must be > 0"),
     ("num_samples", 202, "num_samples=202 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4"),
     ("target_samples", 0, "target_samples=0 is invalid"),
-    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper, idp_brax, hopper_brax"),
+    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper, walker, idp_brax, hopper_brax"),
     ("prior", "laplace", "prior='laplace' is invalid; allowed: gaussian, uniform"),
     ("initial_plan", "ones", "initial_plan='ones' is invalid; allowed: zeros, random"),
     ("dynamics_batch", "per_step", "dynamics_batch='per_step' is invalid; allowed: per_member, shared"),
@@ -55,13 +57,13 @@ def test_invalid_values_name_the_field(field, value, words):
 
 
 def test_unknown_preset_is_a_clear_error():
-  with pytest.raises(ValueError, match="env='walker' is not known; allowed: idp, hopper, idp_brax, hopper_brax"):
-    preset("walker")
+  with pytest.raises(ValueError, match="env='cheetah' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax"):
+    preset("cheetah")
 
 
 @pytest.mark.parametrize("args,words", [
     (["--temperature=-1"], "error: temperature=-1.0 is invalid; it must be > 0."),
-    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, idp_brax, hopper_brax."),
+    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax."),
     (["--num_samples=30", "--branching=per_sample"],
      "error: num_samples=30 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4."),
     (["--seeds=0"], "error: seeds=0 is invalid; it must be an integer >= 1."),

@@ -52,7 +52,10 @@ def test_observations_include_what_the_rewards_need():
   assert envs.make("hopper").obs_size == 12  # x kept
   assert envs.make("idp").env.dt == pytest.approx(0.05)  # 5 x 0.01 s, as the paper
   assert envs.make("hopper").env.dt == pytest.approx(0.008)
-  with pytest.raises(ValueError, match="env='cartpole'"):
+  assert envs.make("walker").obs_size == 18  # x kept, as hopper's
+  assert envs.make("walker").action_size == 6
+  assert envs.make("walker").env.dt == pytest.approx(0.008)  # 4 x 0.002 s, as Gymnasium
+  with pytest.raises(ValueError, match="env='cartpole' is not known; allowed: idp, hopper, walker"):
     envs.make("cartpole")
 
 

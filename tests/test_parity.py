@@ -1,11 +1,13 @@
-"""The paper's tasks on MJX against the real thing: Gymnasium's
-InvertedDoublePendulum-v5 and Hopper-v5 (x kept in the observation), on
-MuJoCo in float64.
+"""The paper's tasks and Walker2d on MJX against the real thing: Gymnasium's
+InvertedDoublePendulum-v5, Hopper-v5 and Walker2d-v5 (x kept in the
+observation), on MuJoCo in float64.
 
 Tolerances. Ours runs in float32 (eps 1.2e-7): one env step is 20 (idp) or 16
 (hopper) RK4 force evaluations, each a chain of a few hundred float32
 operations on values up to ~10, so one-step differences of ~1e-6 are
-rounding (measured: observations <= 3e-6, rewards <= 1e-6). The one-step
+rounding (measured: observations <= 3e-6, rewards <= 1e-6; walker, whose
+contacts carry 3-D friction cones, observations <= 1.2e-4, 0.6 of the
+bound, rewards <= 3e-6). The one-step
 bound, 1e-4 absolute plus 1e-4 relative, sits 30x above that and far below
 what a semantic difference gives: Euler instead of RK4, one frame more or
 less, or a reward read before the step each move the next observation by
@@ -26,6 +28,7 @@ from smpc_jax import envs
 GYM = {
     "idp": ("InvertedDoublePendulum-v5", {}),
     "hopper": ("Hopper-v5", {"exclude_current_positions_from_observation": False}),
+    "walker": ("Walker2d-v5", {"exclude_current_positions_from_observation": False}),
 }
 
 
@@ -67,7 +70,7 @@ def _gym_step(g, q, v, a):
   return obs, reward, float(terminated)
 
 
-@pytest.fixture(scope="module", params=["idp", "hopper"])
+@pytest.fixture(scope="module", params=list(GYM))
 def one_step(request):
   name = request.param
   environment = envs.make(name)
@@ -106,12 +109,15 @@ def test_known_reward_and_termination_equal_the_env(one_step):
   O(h^3) while the forces are smooth (measured <= 1e-4 on rewards ~9), and
   to O(h^2) where the rail's limit switches on within the last substep
   (measured <= 1e-3). Velocities beyond the observation's clip at 10 are
-  excluded (the env's penalty uses unclipped ones)."""
+  excluded (the env's penalty uses unclipped ones), except for walker, whose
+  reward and termination read no velocity."""
   name, environment, _, a, s, s_next, _ = one_step
   r = jax.vmap(environment.reward_fn)(s.obs, a, s_next.obs)
   d = jax.vmap(environment.termination_fn)(s.obs, a, s_next.obs)
   np.testing.assert_array_equal(d, s_next.done)
   unclipped = np.all(np.abs(np.asarray(s_next.pipeline_state.qvel)) < 10.0, axis=1)
+  if name == "walker":  # reads qpos alone; random pushes often exceed the clip
+    unclipped[:] = True
   assert unclipped.mean() > 0.8
   r, r_env = np.asarray(r)[unclipped], np.asarray(s_next.reward)[unclipped]
   np.testing.assert_allclose(r, r_env, atol=2e-3)
@@ -119,7 +125,7 @@ def test_known_reward_and_termination_equal_the_env(one_step):
   np.testing.assert_allclose(r[off_rail], r_env[off_rail], atol=2e-4)
 
 
-@pytest.mark.parametrize("name", ["idp", "hopper"])
+@pytest.mark.parametrize("name", list(GYM))
 def test_short_rollouts_match_gymnasium(name):
   """Ten steps from Gymnasium's own reset, with the same random actions."""
   horizon, episodes = 10, 8
@@ -147,7 +153,7 @@ def test_short_rollouts_match_gymnasium(name):
   np.testing.assert_allclose(ours, np.array(expected), rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["idp", "hopper"])
+@pytest.mark.parametrize("name", list(GYM))
 def test_reset_distribution_matches_gymnasium_in_moments(name):
   """Mean and standard deviation of qpos and qvel after reset, per
   coordinate, over 2000 resets each: means within 5 standard errors of each

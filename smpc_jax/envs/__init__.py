@@ -2,27 +2,34 @@
 (s, a, s'), which the planner uses to score imagined transitions; only the
 dynamics are learned.
 
-  "idp", "hopper"           the paper's tasks: Gymnasium's
-                            InvertedDoublePendulum-v5 and Hopper-v5 (x kept in
-                            the observation), rebuilt on MJX
-                            (inverted_double_pendulum.py, hopper.py) and
-                            checked against Gymnasium (tests/test_parity.py).
+Every task is a name in one registry: `register(name, make)`, where
+`make(frame_skip)` returns an `Environment`; `names()` lists them (config
+validation and the drivers' flags read it), `make(name)` builds one. Built in:
+
+  "idp", "hopper", "walker" the paper's tasks and Walker2d: Gymnasium's
+                            InvertedDoublePendulum-v5, Hopper-v5 and
+                            Walker2d-v5 (x kept in the observation), rebuilt
+                            on MJX (inverted_double_pendulum.py, hopper.py,
+                            walker.py) and checked against Gymnasium
+                            (tests/test_parity.py).
   "idp_brax", "hopper_brax" brax's variants (brax_tasks.py), which earlier
                             results used.
+
+A task of your own: an object with brax's reset/step API (an `MjxTask`, or a
+MuJoCo Playground env through `playground.adapt`) and its reward and
+termination of (s, a, s'), registered before `Config(env=...)` names it.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple
 
 import jax
 import mujoco
 
-from smpc_jax.envs import hopper, inverted_double_pendulum, mjx_env
+from smpc_jax.envs import hopper, inverted_double_pendulum, mjx_env, walker
 from smpc_jax.envs.mjx_env import MjxTask, State
-
-NAMES = ("idp", "hopper", "idp_brax", "hopper_brax")
 
 # (s [obs], a [act], s' [obs]) -> scalar.
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -41,34 +48,92 @@ class Environment(NamedTuple):
   mj_model: mujoco.MjModel  # For rendering.
 
 
-@functools.lru_cache(maxsize=None)
+# (frame_skip) -> Environment; frame_skip 0 means the task's own.
+MakeFn = Callable[[int], Environment]
+_REGISTRY: Dict[str, MakeFn] = {}
+
+
+def register(name: str, make_fn: MakeFn) -> None:
+  """Makes `name` a task: `make_fn(frame_skip)` builds its `Environment`
+  (frame_skip 0: the task's own). A name is registered once."""
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"env name {name!r} is invalid; it must be a non-empty string.")
+  if name in _REGISTRY:
+    raise ValueError(f"env={name!r} is already registered; registered: {', '.join(names())}.")
+  _REGISTRY[name] = make_fn
+
+
+def names() -> tuple:
+  """The registered task names, in registration order."""
+  return tuple(_REGISTRY)
+
+
+def check_name(name) -> None:
+  """Raises one ValueError naming the allowed tasks unless `name` is one."""
+  if name not in _REGISTRY:
+    raise ValueError(f"env={name!r} is not known; allowed: {', '.join(names())}.")
+
+
 def make(name: str, frame_skip: int = 0) -> Environment:
-  """The environment `name` (one of NAMES), built once per process.
+  """The environment `name` (one of names()), built once per process.
 
-  frame_skip: physics steps per env step; 0 keeps the task's own (idp 5 and
-  hopper 4 as Gymnasium; brax's idp 2 and hopper 4).
-
-  Built with concrete arrays even when first asked for inside a trace, so the
-  cached object never holds a tracer.
+  frame_skip: physics steps per env step; 0 keeps the task's own (idp 5,
+  hopper and walker 4 as Gymnasium; brax's idp 2 and hopper 4).
   """
-  if name not in NAMES:
-    raise ValueError(f"env={name!r} is not known; allowed: {', '.join(NAMES)}.")
+  check_name(name)
+  return _build(_REGISTRY[name], name, frame_skip)
+
+
+@functools.lru_cache(maxsize=None)
+def _build(make_fn: MakeFn, name: str, frame_skip: int) -> Environment:
+  """Cached per make function: the name is checked against the registry
+  first, on every call. Built with concrete arrays even when first asked for
+  inside a trace, so the cached object never holds a tracer."""
   with jax.ensure_compile_time_eval():
-    if name == "idp":
-      env = inverted_double_pendulum.make(frame_skip)
-      reward_fn = inverted_double_pendulum.reward
-      termination_fn = inverted_double_pendulum.termination
-      mj_model = env.mj_model
-    elif name == "hopper":
-      env = hopper.make(frame_skip)
-      reward_fn, termination_fn = hopper.make_reward(env.dt), hopper.termination
-      mj_model = env.mj_model
-    else:
-      from smpc_jax.envs import brax_tasks
-      env, reward_fn, termination_fn = brax_tasks.make(name[:-len("_brax")], frame_skip)
-      mj_model = env.sys.mj_model
-  return Environment(name, env, env.observation_size, env.action_size, -1.0, 1.0,
-                     reward_fn, termination_fn, mj_model)
+    environment = make_fn(frame_skip)
+  if not isinstance(environment, Environment):
+    raise TypeError(f"env={name!r}: its make returned {type(environment).__name__}, "
+                    "not an Environment.")
+  return environment._replace(name=name)
 
 
-__all__ = ["NAMES", "Environment", "make", "MjxTask", "State", "mjx_env"]
+def from_task(name: str, task: MjxTask, reward_fn: RewardFn,
+              termination_fn: TerminationFn) -> Environment:
+  """The `Environment` of an `MjxTask` (actions in [-1, 1])."""
+  return Environment(name, task, task.observation_size, task.action_size, -1.0, 1.0,
+                     reward_fn, termination_fn, task.mj_model)
+
+
+def _idp(frame_skip):
+  task = inverted_double_pendulum.make(frame_skip)
+  return from_task("idp", task, inverted_double_pendulum.reward,
+                   inverted_double_pendulum.termination)
+
+
+def _hopper(frame_skip):
+  task = hopper.make(frame_skip)
+  return from_task("hopper", task, hopper.make_reward(task.dt), hopper.termination)
+
+
+def _walker(frame_skip):
+  task = walker.make(frame_skip)
+  return from_task("walker", task, walker.make_reward(task.dt), walker.termination)
+
+
+def _brax(name):
+  def make_fn(frame_skip):
+    from smpc_jax.envs import brax_tasks  # brax is imported only for these.
+    env, reward_fn, termination_fn = brax_tasks.make(name, frame_skip)
+    return Environment(f"{name}_brax", env, env.observation_size, env.action_size, -1.0,
+                       1.0, reward_fn, termination_fn, env.sys.mj_model)
+  return make_fn
+
+
+register("idp", _idp)
+register("hopper", _hopper)
+register("walker", _walker)
+register("idp_brax", _brax("idp"))
+register("hopper_brax", _brax("hopper"))
+
+__all__ = ["Environment", "MakeFn", "RewardFn", "TerminationFn", "register", "names",
+           "check_name", "make", "from_task", "MjxTask", "State", "mjx_env"]
