@@ -17,11 +17,10 @@ prints the table.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 import cli
@@ -35,14 +34,14 @@ flags.DEFINE_enum("curve", "auto", ["auto", "eval", "train"],
 flags.DEFINE_list("band", ["25", "75"], "Lower and upper percentile over seeds of the band.")
 flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
 FLAGS = flags.FLAGS
+FIGURES = (".png", ".pdf", ".svg")  # what matplotlib's savefig writes
 
 
 def load_run(folder: str):
-  """(metrics lines, summary) of one run folder."""
-  with open(os.path.join(folder, "metrics.jsonl")) as f:
-    lines = [json.loads(l) for l in f if l.strip()]
-  with open(os.path.join(folder, "summary.json")) as f:
-    summary = json.load(f)
+  """(metrics lines, summary) of one run folder; one line and exit 2 for a
+  file that is empty, cut off or not what the drivers write."""
+  lines = cli.read_jsonl(os.path.join(folder, "metrics.jsonl"), need=("step",))
+  summary = cli.read_json(os.path.join(folder, "summary.json"))
   return lines, summary
 
 
@@ -124,7 +123,7 @@ def plot(path, runs, band, title="", dashed=()):
   ax.grid(alpha=0.3)
   ax.legend(loc="upper left", fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  cli.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -133,6 +132,9 @@ def main(argv):
   if not folders:
     cli.fail("no run folders given; pass one or more folders with metrics.jsonl and "
              "summary.json.")
+  cli.check_out_file(FLAGS.out, "out", FIGURES)
+  table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
+  cli.check_out_file(table_path, "table", (".md",))
   for d in folders:
     for name in ("metrics.jsonl", "summary.json"):
       if not os.path.isfile(os.path.join(d, name)):
@@ -161,10 +163,10 @@ def main(argv):
                  steps, values, fin))
     rows.append((label, fin))
   dashed = {runs[labels.index(l)][0] for l in FLAGS.dashed}
-  cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)))
+  cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
+  cli.ensure_dir(os.path.dirname(os.path.abspath(table_path)), "table")
   plot(FLAGS.out, runs, band, FLAGS.title, dashed)
   md = table(rows)
-  table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
   with open(table_path, "w") as f:
     f.write(md)
   print(md, end="")
@@ -172,4 +174,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
