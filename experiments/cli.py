@@ -110,15 +110,15 @@ def flag_error(e: flags.Error) -> str:
   return f"{name}={value!r} is invalid; {reason}."
 
 
-def parse_flags(argv):
+def parse_flags(argv, backend=True):
   """absl's parse, with its errors as one line and exit 2 (absl: two lines,
-  exit 1); then the JAX backend is started, unless the driver starts it
-  after linking several processes (devices.setup)."""
+  exit 1); then (`backend`) the JAX backend is started, unless the driver
+  starts it after linking several processes (devices.setup)."""
   try:
     rest = FLAGS(argv)
   except flags.Error as e:
     fail(flag_error(e))
-  if "coordinator_address" not in FLAGS:
+  if backend and "coordinator_address" not in FLAGS:
     check_backend()
   return rest
 
@@ -136,9 +136,11 @@ def write_faults(kept: str):
     fail(f"writing {e.filename or 'a file'} failed: {e.strerror}; stopped. {kept}", code=1)
 
 
-def run(main):
-  """app.run(main) with `parse_flags`: every driver's entry point."""
-  app.run(main, flags_parser=parse_flags)
+def run(main, backend=True):
+  """app.run(main) with `parse_flags`: every driver's entry point. backend:
+  False for the readers of run files, which compute nothing with JAX (and
+  should not take a GPU's memory to draw a plot)."""
+  app.run(main, flags_parser=lambda argv: parse_flags(argv, backend))
 
 
 def define_config_flags():

@@ -244,10 +244,11 @@ def train(argv):
   tb = (show.TensorBoard(os.path.join(out, "tensorboard"))
         if FLAGS.tensorboard and writer else None)
 
-  with open(os.path.join(out, "metrics.jsonl") if writer else os.devnull, "w") as log:
-    for line in run["lines"]:  # a resumed run rewrites the lines up to its checkpoint
-      log.write(json.dumps(line) + "\n")
-    log.flush()
+  metrics_path = os.path.join(out, "metrics.jsonl") if writer else os.devnull
+  if writer:  # a resumed run rewrites the lines up to its checkpoint, atomically
+    with cli.atomic(metrics_path) as tmp, open(tmp, "w") as f:
+      f.writelines(json.dumps(line) + "\n" for line in run["lines"])
+  with open(metrics_path, "a") as log:
     last_plot = time.perf_counter()
     while run["done_steps"] < config.total_steps:
       before = run["done_steps"]
