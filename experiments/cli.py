@@ -62,7 +62,6 @@ def check_environment():
 
 check_environment()  # before smpc_jax imports mujoco
 from smpc_jax import Config, preset  # noqa: E402
-from smpc_jax.config import check_seed  # noqa: E402
 
 
 def check_backend():

@@ -169,7 +169,7 @@ def plot(out, config, run):
 def save_failed(out, config, run, mngr, error, writer, compile_s):
   """A checkpoint could not be written (a full disk): one line naming what
   is kept, summary.json (and the plot) if they still fit, exit 1."""
-  kept = [s for s in ckpt.steps(str(mngr.directory))]
+  kept = ckpt.steps(str(mngr.directory))
   if writer:
     try:
       write_outputs(out, config, run, extra=dict(stopped_by="failed save", compile_s=compile_s))

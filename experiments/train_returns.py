@@ -69,6 +69,7 @@ def main(argv):
     out[label] = dict(median_all_last=None if pooled == "-" else float(pooled), seeds=rows, iqm_median_last=iqm, iqm_ci95=ci)
   print(md, end="")
   if FLAGS.out:
+    cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
     with open(FLAGS.out, "w") as f:
       f.write(md)
     cli.write_json(os.path.splitext(FLAGS.out)[0] + ".json", out)
