@@ -151,6 +151,22 @@ def test_resume_with_another_config_is_refused(env, left_alone, extra, words):
   assert one_error_line(p).startswith(words)
 
 
+@pytest.mark.slow  # compiles for a 40-row buffer: `make test-slow`
+def test_resume_below_the_steps_done_is_refused_where_the_buffer_would_not_shrink(env, tmp_path):
+  """Issue 20: with buffer_capacity below both lengths the buffer does not
+  shrink, so --resume --total_steps=40 on a finished 60-step run was accepted
+  and summary.json said total_steps=40, steps_done=60. Planted bug seen to
+  fail it: the code before issue 20 (rc 0, summary rewritten)."""
+  out = tmp_path / "small_buffer"
+  train(env, out, "--buffer_capacity=40", "--eval_every=0")
+  before = (out / "summary.json").read_bytes()
+  p = train(env, out, "--buffer_capacity=40", "--eval_every=0", "--resume", "--total_steps=40",
+            check=False)
+  assert one_error_line(p) == ("error: resume: total_steps=40 is invalid; the checkpoint has "
+                               "done 60 steps, so it must be >= 60.")
+  assert (out / "summary.json").read_bytes() == before
+
+
 @pytest.mark.slow  # the cold-cache suite ran 17 minutes on a fresh clone
 def test_resume_may_change_eval_cadence_and_checkpoint_interval(env, left_alone, tmp_path):
   out = tmp_path / "copy"
