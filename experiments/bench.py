@@ -24,7 +24,7 @@ import platform
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,6 +64,10 @@ def parse_flags() -> list:
     cli.fail(f"steps={FLAGS.steps} is invalid; it must be an integer >= 1.")
   if FLAGS.repeats < 1:
     cli.fail(f"repeats={FLAGS.repeats} is invalid; it must be an integer >= 1.")
+  if FLAGS.out not in ("auto", ""):  # checked now, not after minutes of measuring
+    cli.check_out_file(FLAGS.out, "out", (".json",))
+  if FLAGS.table:
+    cli.check_out_file(FLAGS.table, "table", (".md",))
   return seeds
 
 
@@ -287,4 +291,4 @@ def write(rows, seed_counts, flops_per_step) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

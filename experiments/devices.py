@@ -39,6 +39,7 @@ def setup(num_runs: int, label: Optional[str] = None) -> Optional[sharding.Mesh]
   except ValueError as e:
     cli.fail(str(e))
   sharding.distributed_init(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  cli.check_backend()  # after the processes' link, which must come first
   if not FLAGS.shard_seeds and jax.process_count() == 1:
     return None
   try:

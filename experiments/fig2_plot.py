@@ -16,7 +16,7 @@ import json
 import os
 import warnings
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 import cli
@@ -135,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, backend=False)

@@ -26,11 +26,10 @@ prints the table.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 import cli
@@ -47,14 +46,14 @@ flags.DEFINE_list("band", None, "Lower and upper percentile over seeds of the ba
 flags.DEFINE_integer("window", 5000, "With --curve=paper: the moving average's env steps.")
 flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
 FLAGS = flags.FLAGS
+FIGURES = (".png", ".pdf", ".svg")  # what matplotlib's savefig writes
 
 
 def load_run(folder: str):
-  """(metrics lines, summary) of one run folder."""
-  with open(os.path.join(folder, "metrics.jsonl")) as f:
-    lines = [json.loads(l) for l in f if l.strip()]
-  with open(os.path.join(folder, "summary.json")) as f:
-    summary = json.load(f)
+  """(metrics lines, summary) of one run folder; one line and exit 2 for a
+  file that is empty, cut off or not what the drivers write."""
+  lines = cli.read_jsonl(os.path.join(folder, "metrics.jsonl"), need=("step",))
+  summary = cli.read_json(os.path.join(folder, "summary.json"))
   return lines, summary
 
 
@@ -165,7 +164,7 @@ def plot(path, runs, title="", dashed=(), ylabel="episode return"):
   ax.grid(alpha=0.3)
   ax.legend(loc="upper left", fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  cli.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -187,6 +186,9 @@ def main(argv):
   if not folders and not logs:
     cli.fail("no run folders given; pass one or more folders with metrics.jsonl and "
              "summary.json.")
+  cli.check_out_file(FLAGS.out, "out", FIGURES)
+  table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
+  cli.check_out_file(table_path, "table", (".md",))
   for d in folders:
     for name in ("metrics.jsonl", "summary.json"):
       if not os.path.isfile(os.path.join(d, name)):
@@ -230,14 +232,14 @@ def main(argv):
     seeds = [cli.authors_episodes(log) for log in logs]
     runs.append(paper_run("authors", [e for e, _ in seeds], min(end for _, end in seeds)))
   dashed = {runs[labels.index(l)][0] for l in FLAGS.dashed}
-  cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)))
+  cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
+  cli.ensure_dir(os.path.dirname(os.path.abspath(table_path)), "table")
   title = FLAGS.title or (
       f"training return, {FLAGS.window}-step moving average: median, 20-80% over seeds"
       if paper else f"median over seeds, {band[0]:g}-{band[1]:g} percentile band")
   plot(FLAGS.out, runs, title, dashed,
        "training episode return (held, smoothed)" if paper else "episode return")
   md = table(rows)
-  table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
   with open(table_path, "w") as f:
     f.write(md)
   print(md, end="")
@@ -255,4 +257,4 @@ def paper_run(label, seed_episodes, end):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, backend=False)

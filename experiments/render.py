@@ -12,10 +12,11 @@ system libraries). A .png gets the frame in the middle of the episode.
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
 
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
 import numpy as np
 
@@ -37,12 +38,20 @@ def define_flags():
   flags.DEFINE_integer("height", 240, "Frame height in pixels.")
   flags.DEFINE_integer("episode_seed", 0, "Key of the rendered episode.")
 FORMATS = (".gif", ".mp4", ".png")
+MAX_PIXELS = 4096  # per side: within what EGL and OSMesa framebuffers allow
 
 
 def mj_model(environment):
   """The mujoco.MjModel behind an Environment (brax: env.sys.mj_model)."""
   model = getattr(environment, "mj_model", None)
   return model if model is not None else environment.env.sys.mj_model
+
+
+def fit_framebuffer(model, width, height):
+  """MuJoCo draws into an offscreen buffer of the model's offwidth x
+  offheight (640 x 480 unless its XML says more): grown to the frame."""
+  model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+  model.vis.global_.offheight = max(model.vis.global_.offheight, height)
 
 
 def episode_qpos(state: sj.TrainState, key, steps: int):
@@ -86,6 +95,7 @@ def camera(model):
 def render_frames(model, qpos, width, height) -> np.ndarray:
   """uint8 frames [T, height, width, 3] of poses `qpos` [T, nq]."""
   import mujoco
+  fit_framebuffer(model, width, height)
   data = mujoco.MjData(model)
   cam = camera(model)
   frames = []
@@ -115,21 +125,26 @@ def main(argv):
     cli.fail("run_dir is required: the OUT_DIR of a run (it holds checkpoints/).")
   if not FLAGS.out.endswith(FORMATS):
     cli.fail(f"out={FLAGS.out!r} is invalid; it must end in {', '.join(FORMATS)}.")
-  for name in ("steps", "width", "height"):
-    if getattr(FLAGS, name) < 1:
-      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= 1.")
-  cli.check_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
+  if FLAGS.steps < 1:
+    cli.fail(f"steps={FLAGS.steps} is invalid; it must be an integer >= 1.")
+  for name in ("width", "height"):
+    if not 1 <= getattr(FLAGS, name) <= MAX_PIXELS:
+      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer in "
+               f"[1, {MAX_PIXELS}] (pixels).")
+  cli.check_out_file(FLAGS.out, "out", FORMATS)
   directory = os.path.join(FLAGS.run_dir, "checkpoints")
   if not os.path.isdir(directory):
     cli.fail(f"run_dir={FLAGS.run_dir!r} holds no checkpoints/.")
-  mngr = ckpt.manager(directory)
-  step = mngr.latest_step()
-  if step is None:
+  if not ckpt.steps(directory):
     cli.fail(f"run_dir={FLAGS.run_dir!r} holds no complete checkpoint.")
+  mngr = ckpt.manager(directory)
   try:
-    states, progress = ckpt.restore(mngr, step)
+    step, states, progress, damaged = ckpt.restore_intact(mngr, set_aside=False)
   except ckpt.CheckpointError as e:
     cli.fail(str(e), hard=True)
+  for _, reason in damaged:
+    print(f"warning: {reason}; rendering step {step}, the newest intact checkpoint.",
+          file=sys.stderr, flush=True)
   if not 0 <= FLAGS.seed_index < progress["seeds"]:
     cli.fail(f"seed_index={FLAGS.seed_index} is invalid; the run has {progress['seeds']} "
              f"seeds (0 to {progress['seeds'] - 1}).")
@@ -150,4 +165,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

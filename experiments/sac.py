@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
+import cli  # noqa: I001  (first: it checks the environment before mujoco loads)
 from brax.envs import training as brax_training
 from brax.training.agents.sac import networks as sac_networks
 from brax.training.agents.sac import train as sac
@@ -60,8 +62,8 @@ import jax
 import numpy as np
 
 import brax_sac
-import cli
 from smpc_jax import envs
+from smpc_jax.config import check_seed, float32_problem
 
 flags.DEFINE_string("env", "hopper", f"Environment: {' | '.join(envs.names())}.")
 flags.DEFINE_integer("seeds", 1, "Independent runs, one after another.")
@@ -81,6 +83,7 @@ flags.DEFINE_float("gamma", 0.99, "Discount.")
 flags.DEFINE_float("tau", 0.005, "Polyak rate of the target critic.")
 flags.DEFINE_list("hidden_sizes", ["256", "256"], "Actor and critic MLP widths.")
 flags.DEFINE_string("out_dir", "runs/sac", "Where metrics.jsonl and summary.json go.")
+flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
 FLAGS = flags.FLAGS
 
 
@@ -103,10 +106,17 @@ def check_flags() -> tuple:
   if not FLAGS.target_entropy < 0:
     cli.fail(f"target_entropy={FLAGS.target_entropy} is invalid; it must be < 0 (per action "
              "dimension: -1 CleanRL's, -0.5 brax's).")
-  for name, lo, hi in (("learning_rate", 0, np.inf), ("gamma", 0, 1), ("tau", 0, 1)):
+  for name, top in (("learning_rate", None), ("gamma", 1), ("tau", 1)):
     v = getattr(FLAGS, name)
-    if not lo < v <= hi:
-      cli.fail(f"{name}={v} is invalid; it must lie in ({lo}, {hi}].")
+    problem = float32_problem(v, positive=True)  # as Config's: finite, > 0 in float32
+    if top is not None and math.isfinite(v) and not 0 < v <= top:
+      problem = f"it must lie in (0, {top}]"
+    if problem:
+      cli.fail(f"{name}={v} is invalid; {problem}.")
+  try:
+    check_seed(FLAGS.seed, FLAGS.seeds)
+  except ValueError as e:
+    cli.fail(str(e))
   try:
     hidden = tuple(int(h) for h in FLAGS.hidden_sizes)
   except ValueError:
@@ -175,11 +185,17 @@ def write_outputs(out, runs, wall_s, sps, hidden):
 
 
 def main(argv):
-  del argv
+  with cli.write_faults(f"What was written before is kept in {FLAGS.out_dir}."):
+    train(argv)
+
+
+def train(argv):
+  cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   hidden = check_flags()
   brax_sac.restore_device_put_replicated()
-  out = cli.ensure_dir(FLAGS.out_dir)
+  out = FLAGS.out_dir
+  cli.claim_run_dir(out, "sac.py", overwrite=FLAGS.overwrite)
   env = envs.make(FLAGS.env).env
   print(f"SAC (brax) on {FLAGS.env}: {FLAGS.seeds} seed(s) x {FLAGS.total_steps} steps, "
         f"batch {FLAGS.batch_size} x {FLAGS.grad_updates_per_step} update(s) per env step, "
@@ -202,4 +218,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -23,6 +23,9 @@ class StopRequest:
 
   def __init__(self):
     self.signum = None
+    # Its own copy of stderr: a checkpoint save holds fd 2 back while it runs
+    # (smpc_jax/checkpoint.py), and a second signal exits before it is restored.
+    self._stderr = os.dup(2)
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
@@ -37,12 +40,15 @@ class StopRequest:
           continue
         if self.signum is None:
           self.signum = signum
-          print(f"received {signal.Signals(signum).name}: stopping after this chunk "
-                f"(a second signal stops at once)", file=sys.stderr, flush=True)
+          self._say(f"received {signal.Signals(signum).name}: stopping after this chunk "
+                    f"(a second signal stops at once)")
         else:
-          print(f"received {signal.Signals(signum).name} again: exiting now",
-                file=sys.stderr, flush=True)
+          self._say(f"received {signal.Signals(signum).name} again: exiting now")
           os._exit(128 + signum)
+
+  def _say(self, line):
+    sys.stderr.flush()
+    os.write(self._stderr, (line + "\n").encode())
 
   @property
   def requested(self) -> bool:

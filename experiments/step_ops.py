@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
 
 import cli
@@ -62,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -21,7 +21,7 @@ import itertools
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +39,7 @@ flags.DEFINE_multi_string("grid", [], "NAME=V1,V2,...: one swept parameter of a 
 flags.DEFINE_integer("seeds", 2, "Seeds per combination.")
 flags.DEFINE_integer("seed", 0, "Base seed.")
 flags.DEFINE_string("out_dir", "runs/sweep", "Where summary, table and plots go.")
+flags.DEFINE_boolean("overwrite", False, "Replace a previous sweep in --out_dir.")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -59,12 +60,24 @@ def with_value(state: sj.TrainState, param: str, value) -> sj.TrainState:
 def runs(combos, seeds: int, seed: int):
   """The sweep's runs, combination-major: run i has combination i // seeds
   and seed i % seeds, so results reshape to [len(combos), seeds]. Returns
-  numpy run keys [R, 2] (seed j's key is the same for every combination)
+  numpy run keys [R, 2], evaluation keys [R, 2] (seed j's keys are the same
+  for every combination, so two combinations differ only by their values)
   and swept values [R, P]."""
   keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), seeds))
-  keys = np.tile(keys, (len(combos), 1))
+  eval_keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed + 10_000), seeds))
+  tile = lambda k: np.tile(k, (len(combos), 1))
   swept = np.repeat(np.asarray(combos, np.float32).reshape(len(combos), -1), seeds, axis=0)
-  return keys, swept
+  return tile(keys), tile(eval_keys), swept
+
+
+def check_distinct(flag: str, text: str, values):
+  """A ValueError when two values are one float32 (the state holds float32):
+  the sweep would run the same thing twice under two labels."""
+  as_f32 = [float(np.float32(v)) for v in values]
+  for i, v in enumerate(as_f32):
+    if v in as_f32[:i]:
+      raise ValueError(f"{flag}={text!r} is invalid; {values[i]:g} is given twice"
+                       + ("" if values[i] in values[:i] else " (as float32)") + ".")
 
 
 def with_values(state: sj.TrainState, params, values) -> sj.TrainState:
@@ -98,6 +111,7 @@ def parse_grid(specs, config: sj.Config):
       raise ValueError(f"grid={spec!r} is invalid; the values must be numbers.") from None
     for v in values:
       sj.validate(config.replace(**{name: v}))
+    check_distinct("grid", spec, values)
     grid.append((name, values))
   return grid
 
@@ -121,6 +135,7 @@ def grid_from_flags(config: sj.Config):
       raise ValueError(f"values={','.join(FLAGS.values)!r} is invalid; they must be numbers.") from None
     for v in values:  # The same checks as the Config's own field.
       sj.validate(config.replace(**{FLAGS.param: v}))
+    check_distinct("values", ",".join(FLAGS.values), values)
     return [(FLAGS.param, values)]
   except ValueError as e:
     cli.fail(str(e))
@@ -172,17 +187,30 @@ def plot_heatmap(path, grid, iqms, title=""):
   fig.colorbar(im, ax=ax, label="IQM of final return")
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  cli.save_figure(fig, path)
   plt.close(fig)
 
 
 def main(argv):
+  with cli.write_faults(f"What was written before is kept in {FLAGS.out_dir}."):
+    sweep(argv)
+
+
+def sweep(argv):
   cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
   grid = grid_from_flags(config)
   if FLAGS.seeds < 1:
     cli.fail(f"seeds={FLAGS.seeds} is invalid; it must be an integer >= 1.")
+  try:
+    sj.config.check_seed(FLAGS.seed)
+  except ValueError as e:
+    cli.fail(str(e))
+  if config.total_steps % config.chunk_steps and config.total_steps > config.chunk_steps:
+    cli.fail(f"total_steps={config.total_steps} is invalid with chunk_steps="
+             f"{config.chunk_steps}; a sweep runs whole chunks, so it must be a multiple "
+             f"of chunk_steps.")
   params = [p for p, _ in grid]
   combos = list(itertools.product(*[v for _, v in grid]))  # [C] tuples of [P]
   n_seeds, n_runs = FLAGS.seeds, len(combos) * FLAGS.seeds
@@ -190,12 +218,14 @@ def main(argv):
       n_runs, f"seeds={n_seeds} (x {len(combos)} combinations = {n_runs} runs)")
   writer = sharding.is_writer()
   print_ = print if writer else (lambda *a, **k: None)
-  out = cli.ensure_dir(FLAGS.out_dir) if writer else os.devnull
+  out = FLAGS.out_dir
+  if writer:
+    cli.claim_run_dir(out, "sweep.py", overwrite=FLAGS.overwrite)
   print_(f"sweep {' x '.join(f'{p} {v}' for p, v in grid)}: {len(combos)} combination(s) x "
          f"{n_seeds} seed(s) = {n_runs} runs in one program, {config.total_steps} steps each, "
          f"{devices.describe(mesh)}", flush=True)
 
-  keys, swept = runs(combos, n_seeds, FLAGS.seed)  # [R, 2], [R, P]
+  keys, eval_keys, swept = runs(combos, n_seeds, FLAGS.seed)  # [R, 2], [R, 2], [R, P]
   place = lambda x: (jnp.asarray(x) if mesh is None else jax.make_array_from_callback(
       x.shape, sharding.seed_sharding(mesh), lambda idx: x[idx]))
   init = jax.vmap(lambda k, v: with_values(sj.init(config, k), params, v))
@@ -205,7 +235,7 @@ def main(argv):
   run = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, chunk)), mesh,
                           donate_argnums=0).lower(state).compile()  # once
   steps, curves, done = [], [], 0
-  while done < config.total_steps:  # total_steps is rounded up to whole chunks
+  while done < config.total_steps:  # total_steps is a whole number of chunks
     state, m = run(state)
     m = sharding.gather(m)  # every leaf [R, chunk]
     done += chunk
@@ -218,8 +248,7 @@ def main(argv):
            f"{np.round(by_combo, 0).tolist()}  ({time.perf_counter() - t0:.0f}s)", flush=True)
   evaluate = sharding.seed_jit(jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)),
                                mesh)
-  eval_keys = sharding.seed_keys(jax.random.PRNGKey(FLAGS.seed + 10_000), n_runs, mesh)
-  final = sharding.gather(evaluate(state, eval_keys)).mean(1).reshape(len(combos), n_seeds)
+  final = sharding.gather(evaluate(state, place(eval_keys))).mean(1).reshape(len(combos), n_seeds)
   rows = table_rows(params, combos, final)
   summary = dict(
       env=config.env, params=params, grid={p: v for p, v in grid},
@@ -255,4 +284,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

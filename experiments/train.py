@@ -18,11 +18,10 @@ import builtins
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
 import numpy as np
 
@@ -51,8 +50,6 @@ FLAGS = flags.FLAGS
 
 DRIVER_FLAGS = ("seeds", "seed", "out_dir", "eval_every", "checkpoint_every",
                 "keep_checkpoints", "resume", "overwrite", "tensorboard", "plot_every_s")
-# What a previous run leaves in OUT_DIR.
-RUN_FILES = ("metrics.jsonl", "summary.json", "returns.png", "checkpoints", "tensorboard")
 TIMING = ("sps",)  # metrics-line fields that depend on the machine's speed
 
 
@@ -64,23 +61,21 @@ def check_flags():
       cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= {low}.")
   if FLAGS.resume and FLAGS.overwrite:
     cli.fail("resume and overwrite were both given; choose one.")
+  try:
+    sj.config.check_seed(FLAGS.seed)
+  except ValueError as e:
+    cli.fail(str(e))
 
 
 def prepare_out_dir(out):
-  """Refuses to mix two runs in one directory unless told what to do."""
-  cli.check_dir(out)
-  previous = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-  if FLAGS.resume:
-    if not os.path.isdir(os.path.join(out, "checkpoints")):
-      cli.fail(f"resume: out_dir={out!r} holds no checkpoints to resume from.")
-  elif previous and not FLAGS.overwrite:
-    cli.fail(f"out_dir={out!r} holds a previous run ({', '.join(previous)}); "
-             f"pass --resume to continue it or --overwrite to replace it.")
-  elif previous:
-    for f in previous:
-      path = os.path.join(out, f)
-      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-  cli.ensure_dir(out)
+  """Makes `out` this run's folder (see cli.claim_run_dir: one run per
+  folder, held by one process); a resumed run needs a finished checkpoint."""
+  cli.claim_run_dir(out, "train.py", FLAGS.resume, FLAGS.overwrite)
+  directory = os.path.join(out, "checkpoints")
+  if FLAGS.resume and not ckpt.steps(directory):
+    cli.fail(f"resume: out_dir={out!r} holds no checkpoints to resume from."
+             if not os.path.isdir(directory) else
+             f"resume: no complete checkpoint in {os.path.abspath(directory)}.")
 
 
 def fresh_run(config, n_seeds, mesh):
@@ -94,24 +89,33 @@ def fresh_run(config, n_seeds, mesh):
 
 
 def resumed_run(mngr, config, n_seeds, mesh):
-  """The latest checkpoint, checked against the flags (one line and exit 2
-  on any difference that would change the run)."""
-  step = mngr.latest_step()
-  if step is None:
-    cli.fail(f"resume: no complete checkpoint in {mngr.directory}.")
-  try:
-    saved = ckpt.read_progress(mngr, step)
+  """The newest intact checkpoint (a damaged newer one is named, set aside
+  and skipped), checked against the flags: one line and exit 2 on any
+  difference that would change the run."""
+  def check(saved):
     for name, want in (("seeds", n_seeds), ("seed", FLAGS.seed)):
       if saved.get(name) != want:
         cli.fail(f"resume: {name}={saved.get(name)!r} in the checkpoint, {want!r} in the "
-                 f"flags; resume with the same {name}.")
+                 f"flags; resume with the same {name}.", hard=True)
     differs = ckpt.mismatch(ckpt.config_from_dict(saved["config"]), config)
     if differs:
-      cli.fail(f"resume: {differs}; only {', '.join(ckpt.RESUMABLE_FIELDS)} may change.")
-    state, run = ckpt.restore(mngr, step, mesh)
+      cli.fail(f"resume: {differs}; only {', '.join(ckpt.RESUMABLE_FIELDS)} may change.",
+               hard=True)
+    if config.total_steps < saved["done_steps"]:
+      cli.fail(f"resume: total_steps={config.total_steps} is invalid; the checkpoint has "
+               f"done {saved['done_steps']} steps, so it must be >= {saved['done_steps']}.",
+               hard=True)
+
+  try:
+    step, state, run, damaged = ckpt.restore_intact(mngr, mesh, check)
     state = ckpt.extend(state, config)
   except (ckpt.CheckpointError, KeyError, TypeError) as e:
     cli.fail(f"resume: {e}.", hard=True)
+  for bad, reason in damaged:
+    print(f"warning: resume: {reason}; moved to "
+          f"{os.path.join(os.path.dirname(str(mngr.directory)), 'checkpoints_damaged')}/, "
+          f"resuming from step {step}, the newest intact checkpoint.", file=sys.stderr,
+          flush=True)
   run["config"] = ckpt.config_to_dict(config)
   return state, run
 
@@ -164,7 +168,31 @@ def plot(out, config, run):
                      title=f"{algorithm(config)}, {config.env}, {run['seeds']} seeds")
 
 
+def save_failed(out, config, run, mngr, error, writer, compile_s):
+  """A checkpoint could not be written (a full disk): one line naming what
+  is kept, summary.json (and the plot) if they still fit, exit 1."""
+  kept = ckpt.steps(str(mngr.directory))
+  if writer:
+    try:
+      write_outputs(out, config, run, extra=dict(stopped_by="failed save", compile_s=compile_s))
+    except OSError:
+      pass  # the disk is full: what was written before stays as it was
+  print(f"error: {error}; stopped at step {run['done_steps']}. Kept: {out}/metrics.jsonl up to "
+        f"step {run['done_steps']}"
+        + (f", the last good checkpoint (step {kept[-1]})" if kept else ", no checkpoint")
+        + ". Free some space, then "
+        + ("continue with --resume." if kept else "start again with --overwrite."),
+        file=sys.stderr, flush=True)
+  os._exit(1)  # orbax's threads may still hold the failed save's files
+
+
 def main(argv):
+  with cli.write_faults(f"What was written before is kept in {FLAGS.out_dir} (metrics.jsonl's "
+                        "earlier lines, the checkpoints)."):
+    train(argv)
+
+
+def train(argv):
   cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   config = cli.config_from_flags()
@@ -209,15 +237,20 @@ def main(argv):
           state, sharding.seed_keys(jax.random.PRNGKey(0), n_seeds, mesh)).compile()
   sharding.barrier("compiled_evaluate")
   compiled(chunk)
+  rest = (config.total_steps - run["done_steps"]) % chunk
+  if rest:  # the short last chunk's program, compiled outside the timed chunks
+    compiled(rest)
   compile_s = time.perf_counter() - t0
-  print(f"compiled in {compile_s:.1f}s", flush=True)
+  print(f"compiled in {compile_s:.1f}s (chunks of {' and '.join(map(str, chunks))} steps)",
+        flush=True)
   tb = (show.TensorBoard(os.path.join(out, "tensorboard"))
         if FLAGS.tensorboard and writer else None)
 
-  with open(os.path.join(out, "metrics.jsonl") if writer else os.devnull, "w") as log:
-    for line in run["lines"]:  # a resumed run rewrites the lines up to its checkpoint
-      log.write(json.dumps(line) + "\n")
-    log.flush()
+  metrics_path = os.path.join(out, "metrics.jsonl") if writer else os.devnull
+  if writer:  # a resumed run rewrites the lines up to its checkpoint, atomically
+    with cli.atomic(metrics_path) as tmp, open(tmp, "w") as f:
+      f.writelines(json.dumps(line) + "\n" for line in run["lines"])
+  with open(metrics_path, "a") as log:
     last_plot = time.perf_counter()
     while run["done_steps"] < config.total_steps:
       before = run["done_steps"]
@@ -261,7 +294,10 @@ def main(argv):
       stopping = sharding.any_process(stop.requested)  # every process stops at one chunk
       if (stopping or done == config.total_steps
           or (every and done // every > before // every)):
-        ckpt.save(mngr, done, state, run)
+        try:
+          ckpt.save(mngr, done, state, run)
+        except ckpt.CheckpointError as e:
+          save_failed(out, config, run, mngr, e, writer, compile_s)
       if stopping:
         # A process that got no signal itself stops with the others (SIGTERM's code).
         name = stop.name if stop.requested else "another process's signal"
@@ -306,4 +342,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 import cli
@@ -33,6 +33,10 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     cli.fail("give one or more run folders or authors' .log files.")
+  if FLAGS.window < 1:
+    cli.fail(f"window={FLAGS.window} is invalid; it must be an integer >= 1 (env steps).")
+  if FLAGS.out:
+    cli.check_out_file(FLAGS.out, "out", (".md",))
   for p in paths:
     if not (os.path.isfile(os.path.join(p, "metrics.jsonl")) or (p.endswith(".log") and os.path.isfile(p))):
       cli.fail(f"{p!r} is neither a run folder with metrics.jsonl nor an authors' .log file.")
@@ -45,7 +49,7 @@ def main(argv):
   logs = sorted(p for p in paths if p.endswith(".log"))
   if logs:
     groups["authors"] = [cli.seed_returns(*cli.authors_episodes(p), FLAGS.window) for p in logs]
-  w = FLAGS.window // 1000
+  w = f"{FLAGS.window / 1000:g}"
   md = (f"| code | seeds | steps | first episode >= 9000, per seed | median return, last {w}k, per seed "
         f"| IQM of those (95% CI) | median of all seeds' episodes, last {w}k "
         f"| episodes >= 9000, last {w}k |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
@@ -65,6 +69,7 @@ def main(argv):
     out[label] = dict(median_all_last=None if pooled == "-" else float(pooled), seeds=rows, iqm_median_last=iqm, iqm_ci95=ci)
   print(md, end="")
   if FLAGS.out:
+    cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
     with open(FLAGS.out, "w") as f:
       f.write(md)
     cli.write_json(os.path.splitext(FLAGS.out)[0] + ".json", out)
@@ -72,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, backend=False)

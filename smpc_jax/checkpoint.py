@@ -72,16 +72,55 @@ def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
       enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+  mngr = ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                item_names=("state", "progress"))
+  # Its clean-up of unfinished saves runs in a thread; awaited here, so that a
+  # driver that exits right away does not leave it to print into a closed
+  # interpreter ("cannot schedule new futures after shutdown").
+  getattr(mngr, "_maybe_await_cleanup_tmp_directory", lambda: None)()
+  return mngr
+
+
+def steps(directory: str) -> list:
+  """The finished saves in `directory`, oldest first, read from the names of
+  its folders (no manager, so no background thread is started)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory)
+                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, progress: dict):
-  """Saves `state` (every leaf [S, ...]) and `progress` (JSON-able) at `step`."""
-  mngr.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(_flat(state)), progress=ocp.args.JsonSave(progress)),
-      force=True)
-  mngr.wait_until_finished()
+  """Saves `state` (every leaf [S, ...]) and `progress` (JSON-able) at `step`.
+  A save that fails (a full disk) raises CheckpointError with the reason, and
+  leaves the earlier checkpoints as they were (orbax writes into a temporary
+  folder and renames it only when complete)."""
+  try:
+    with _held_stderr() as noise:  # TensorStore's and orbax's threads report there too
+      mngr.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(_flat(state)), progress=ocp.args.JsonSave(progress)),
+          force=True)
+      mngr.wait_until_finished()
+  except Exception as e:  # orbax and TensorStore raise many kinds
+    raise CheckpointError(f"saving checkpoint {mngr.directory}/{step} failed: "
+                          f"{_os_reason(e)}") from None
+  sys.stderr.write(noise())
+
+
+def _os_reason(e: BaseException) -> str:
+  """The operating system's words for why a write failed (No space left on
+  device, File too large...), found in `e` or its causes, else its gist."""
+  seen = e
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.strerror:
+      return seen.strerror
+    seen = seen.__cause__ or seen.__context__
+  text = str(e)
+  for words in ("No space left on device", "File too large", "Disk quota exceeded",
+                "Read-only file system", "Permission denied"):
+    if words in text:
+      return words
+  return f"{type(e).__name__}: {_first_sentence(e)}"
 
 
 # orbax cannot store zero-size arrays (mjx.Data has several), so the state is
@@ -153,6 +192,37 @@ def restore(mngr: ocp.CheckpointManager, step: int,
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
                           f"{type(e).__name__}: {_first_sentence(e)}")
   return state, progress
+
+
+def restore_intact(mngr: ocp.CheckpointManager, mesh: jax.sharding.Mesh | None = None,
+                   check=None, set_aside: bool = True):
+  """(step, state, progress, damaged) of the newest checkpoint that reads
+  back whole; `damaged` lists (step, reason) of the newer ones that did not.
+  With `set_aside`, those are moved to DIR/../checkpoints_damaged/<step>-<time>,
+  kept for a look and out of the way of the saves to come. `check(progress)`, if given, runs on a
+  checkpoint's progress before its state is read (it may raise). Raises
+  CheckpointError naming each checkpoint when none is intact."""
+  damaged = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      progress = read_progress(mngr, step)
+      if check is not None:
+        check(progress)
+      state, progress = restore(mngr, step, mesh)
+    except CheckpointError as e:
+      damaged.append((step, str(e)))
+      continue
+    if damaged and set_aside:
+      aside = os.path.join(os.path.dirname(str(mngr.directory)), "checkpoints_damaged")
+      os.makedirs(aside, exist_ok=True)
+      for bad, _ in damaged:
+        os.replace(os.path.join(str(mngr.directory), str(bad)),
+                   os.path.join(aside, f"{bad}-{time.strftime('%Y%m%dT%H%M%S')}"))
+      mngr.reload()
+    return step, state, progress, damaged
+  if not damaged:
+    raise CheckpointError(f"no complete checkpoint in {mngr.directory}")
+  raise CheckpointError("no intact checkpoint: " + "; ".join(r for _, r in damaged))
 
 
 def mismatch(saved: Config, wanted: Config) -> str | None:

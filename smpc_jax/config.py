@@ -158,6 +158,38 @@ PRESETS = {
 }
 
 
+# The range of a float32 (every array of the step): a value outside it is 0
+# or inf once cast, so a temperature of 1e-46 would divide by zero.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+# jax.random.PRNGKey keeps a seed's low 32 bits: 2**32 would be seed 0's run.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, runs: int = 1, name: str = "seed"):
+  """Raises a ValueError naming `name` unless seeds seed .. seed + runs - 1
+  are distinct PRNG seeds (integers in [0, MAX_SEED])."""
+  top = MAX_SEED - runs + 1
+  if not (isinstance(seed, int) and 0 <= seed <= top):
+    more = f" with {runs} runs of consecutive seeds" if runs > 1 else ""
+    raise ValueError(f"{name}={seed!r} is invalid; it must be an integer in [0, {top}]{more} "
+                     f"(jax.random.PRNGKey keeps 32 bits: larger seeds repeat smaller ones).")
+
+
+def float32_problem(value, positive: bool = False):
+  """Why `value` cannot be a float32 hyperparameter (as text), or None: not
+  finite, beyond float32's range, or (`positive`) 0 or below its smallest
+  normal number once cast."""
+  if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    return "it must be a finite number"
+  if abs(value) > FLOAT32_MAX:
+    return f"it must be a finite number in float32 (|value| <= {FLOAT32_MAX:.4g})"
+  if positive and value < FLOAT32_TINY:
+    return (f"it must be > 0 in float32 (>= {FLOAT32_TINY:.4g}, the smallest normal float32)"
+            if value > 0 else "it must be > 0")
+  return None
+
+
 def preset(env: str, **overrides) -> Config:
   """The paper's defaults for `env`, with `overrides` applied and validated;
   a registered task without a preset of its own gets `Config`'s defaults."""
@@ -196,6 +228,8 @@ def validate(config: Config) -> Config:
        "it must be an integer in [0, total_steps)")
   need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")
   need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
+  need(float32_problem(c.actor_noise) is None, "actor_noise",
+       float32_problem(c.actor_noise) or "")
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")
   for name in ("total_steps", "episode_length", "num_samples",
                "target_samples", "target_iterations", "ensemble_size", "dynamics_updates",
@@ -207,15 +241,14 @@ def validate(config: Config) -> Config:
        "it must be an integer >= 0 (0: the env's default)")
   need(isinstance(c.horizon, int) and c.horizon >= 0, "horizon",
        "it must be an integer >= 0")
-  for name in ("temperature", "noise_var", "gamma", "tau", "learning_rate"):
-    value = getattr(c, name)
-    need(isinstance(value, (int, float)) and math.isfinite(value), name,
-         "it must be a finite number")
-  need(c.temperature > 0, "temperature", "it must be > 0")
-  need(c.noise_var > 0, "noise_var", "it must be > 0")
+  swept = ("temperature", "noise_var", "gamma", "tau", "learning_rate")
+  for name in swept:
+    need(float32_problem(getattr(c, name)) is None, name, float32_problem(getattr(c, name)) or "")
   need(0 < c.gamma <= 1, "gamma", "it must lie in (0, 1]")
   need(0 < c.tau <= 1, "tau", "it must lie in (0, 1]")
-  need(c.learning_rate > 0, "learning_rate", "it must be > 0")
+  for name in swept:  # > 0, and still so as a float32 (1e-46 is 0 there)
+    problem = float32_problem(getattr(c, name), positive=True)
+    need(problem is None, name, problem or "")
   need(len(c.hidden_sizes) >= 1 and all(
       isinstance(h, int) and h >= 1 for h in c.hidden_sizes), "hidden_sizes",
        "it must be one or more integers >= 1")

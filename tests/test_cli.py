@@ -4,9 +4,11 @@ compiles; summaries are strict JSON; importing the package prints nothing."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -47,16 +49,68 @@ def a_file(tmp_path_factory):
      "error: out='a.avi' is invalid; it must end in .gif, .mp4, .png."),
     ("train_returns.py", ["{file}"],
      "error: '{file}' is neither a run folder with metrics.jsonl nor an authors' .log file."),
+    # absl's own parse errors (it printed two lines and exited 1).
+    ("train.py", ["--seeds=abc"], "error: seeds='abc' is invalid; it must be an integer."),
+    ("train.py", ["--warm_start=maybe"],
+     "error: warm_start='maybe' is invalid; it must be true or false."),
+    ("train.py", ["--total_steps=1e3"],
+     "error: total_steps='1e3' is invalid; it must be an integer."),
+    ("train.py", ["--totl_steps=300"], "error: unknown flag --totl_steps; did you mean "
+                                       "--total_steps? (see --helpfull for every flag)."),
+    ("plot.py", ["{tmp}", "--curve=best"],
+     "error: curve='best' is invalid; allowed: auto, eval, train, paper."),
+    # 0 or inf once cast to float32: refused before the run blames a loss.
+    ("train.py", ["--temperature=1e-46"], "error: temperature=1e-46 is invalid; it must be "
+     "> 0 in float32 (>= 1.175e-38, the smallest normal float32)."),
+    ("train.py", ["--noise_var=1e39"], "error: noise_var=1e+39 is invalid; it must be a finite "
+     "number in float32 (|value| <= 3.403e+38)."),
+    ("sac.py", ["--learning_rate=inf", "--out_dir={tmp}/run"],
+     "error: learning_rate=inf is invalid; it must be a finite number."),
+    # A seed beyond 32 bits would repeat a smaller one's run.
+    ("train.py", ["--seed=1099511627776"], "error: seed=1099511627776 is invalid; it must be an "
+     "integer in [0, 4294967295] (jax.random.PRNGKey keeps 32 bits: larger seeds repeat "
+     "smaller ones)."),
+    ("sac.py", ["--seed=4294967295", "--seeds=2", "--out_dir={tmp}/run"],
+     "error: seed=4294967295 is invalid; it must be an integer in [0, 4294967294] with 2 runs "
+     "of consecutive seeds (jax.random.PRNGKey keeps 32 bits: larger seeds repeat smaller "
+     "ones)."),
+    ("sac.py", ["stray", "--out_dir={tmp}/run"],
+     "error: unexpected argument 'stray'; flags take the form --name=value (see --help)."),
+    # Paths the run could not write, found before it starts.
+    ("train.py", ["--out_dir={tmp}/run/" + "n" * 300], "error: out_dir='{name_head}..."
+     + "n" * 48 + "' is invalid; a name in it has 300 characters, this filesystem allows at "
+     "most 255."),
+    ("train.py", ["--out_dir={tmp}/run" + ("/" + "d" * 200) * 20],
+     "error: out_dir='{short}...{tail}' is too long: its absolute path has {length} characters;"
+     " the files below it need 200 more, and paths may have at most 4096."),
+    ("plot.py", ["{tmp}", "--out={tmp}"], "error: out='{tmp}' is invalid; it must end in .png, "
+                                          ".pdf, .svg."),
+    ("plot.py", ["{tmp}", "--out={tmp}/fig.txt"],
+     "error: out='{tmp}/fig.txt' is invalid; it must end in .png, .pdf, .svg."),
+    ("plot.py", ["{tmp}", "--out={file}/fig.png"],  # it named a flag it lacks, out_dir
+     "error: out='{file}/fig.png' cannot be created or written: '{file}' is not a writable "
+     "directory."),
+    ("train_returns.py", ["{tmp}", "--out={tmp}/table.json"],
+     "error: out='{tmp}/table.json' is invalid; it must end in .md."),
+    ("train_returns.py", ["{tmp}", "--window=-5"],
+     "error: window=-5 is invalid; it must be an integer >= 1 (env steps)."),
+    ("bench.py", ["--out={tmp}"], "error: out='{tmp}' is invalid; it must end in .json."),
+    ("render.py", ["--run_dir={tmp}", "--width=100000"],
+     "error: width=100000 is invalid; it must be an integer in [1, 4096] (pixels)."),
 ])
 def test_bad_input_gets_one_line_and_exit_2(script, args, words, a_file, tmp_path):
-  args = [a.replace("{file}", a_file) for a in args]
+  """Planted bugs seen to fail it: each case on the code before issue 20."""
+  long_dir = f"{tmp_path}/run" + ("/" + "d" * 200) * 20
+  fill = dict(file=a_file, tmp=str(tmp_path), short=long_dir[:48], tail=long_dir[-48:],
+              length=str(len(long_dir)), name_head=f"{tmp_path}/run/{'n' * 300}"[:48])
+  fill_in = lambda text: re.sub(r"\{(\w+)\}", lambda m: fill[m[1]], text)
+  args = [fill_in(a) for a in args]
   if script in ("train.py", "sweep.py") and not any(a.startswith("--out_dir") for a in args):
     args.append(f"--out_dir={tmp_path}/run")
   p = run(script, *args)
   assert p.returncode == 2, p.stderr[-2000:]
   assert "Traceback" not in p.stderr
-  assert [l for l in p.stderr.splitlines() if l.startswith("error:")] == [
-      words.replace("{file}", a_file)]
+  assert [l for l in p.stderr.splitlines() if l.startswith("error:")] == [fill_in(words)]
   assert not os.path.exists(f"{tmp_path}/run")
 
 
@@ -144,3 +198,59 @@ def test_train_returns_reads_both_codes_alike(tmp_path):
                                                best_last=2, episodes_last=2,
                                                returns_last=[9100.0, 9200.0])
   assert cli.seed_returns(eps1, end1, 1000)["first_best"] == 3000
+
+
+@pytest.mark.parametrize("script,variables,words", [
+    ("train.py", dict(JAX_ENABLE_X64="1"),
+     "error: JAX_ENABLE_X64='1' is not supported; the runs are float32: unset it (or set it to 0)."),
+    ("train.py", dict(MUJOCO_GL="bogus"),
+     "error: MUJOCO_GL='bogus' is invalid; allowed: egl, osmesa, glx, glfw (or unset it)."),
+    pytest.param("train.py", dict(JAX_PLATFORMS="gpu"),
+                 "error: JAX_PLATFORMS='gpu' cannot be used on this machine (",
+                 marks=pytest.mark.skipif(any(d.platform == "gpu" for d in jax.devices()),
+                                          reason="this machine has a GPU")),
+    pytest.param("bench.py", dict(JAX_PLATFORMS="tpu"),
+                 "error: JAX_PLATFORMS='tpu' cannot be used on this machine (",
+                 marks=pytest.mark.skipif(any(d.platform == "tpu" for d in jax.devices()),
+                                          reason="this machine has a TPU")),
+])
+def test_an_environment_the_runs_cannot_use_gets_one_line(script, variables, words, tmp_path):
+  """Planted bug seen to fail it: the code before issue 20 (tracebacks)."""
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script),
+                      f"--out_dir={tmp_path}/run"] if script == "train.py" else
+                     [sys.executable, os.path.join(ROOT, "experiments", script),
+                      f"--out={tmp_path}/b.json"],
+                     capture_output=True, text=True, timeout=300, env=dict(ENV, **variables))
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
+  [line] = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert line.startswith(words), line
+  assert not os.listdir(tmp_path)
+
+
+GOOD_LINE = json.dumps(dict(step=20, episode_returns=[[1.0]], mean_return=[1.0]))
+GOOD_SUMMARY = json.dumps(dict(total_steps=20, final_returns=[1.0]))
+
+
+@pytest.mark.parametrize("script,metrics,summary,words", [
+    ("plot.py", GOOD_LINE + "\n" + GOOD_LINE[:25], GOOD_SUMMARY,
+     "error: folder: '{run}/metrics.jsonl' line 2 is not valid JSON; was its writer cut off?"),
+    ("plot.py", "", GOOD_SUMMARY, "error: folder: '{run}/metrics.jsonl' holds no lines."),
+    ("plot.py", GOOD_LINE, "", "error: folder: '{run}/summary.json' is empty."),
+    ("plot.py", GOOD_LINE, GOOD_SUMMARY[:12], "error: folder: '{run}/summary.json' is not valid "
+     "JSON (line 1: Unterminated string starting at); was its writer cut off?"),
+    ("train_returns.py", GOOD_LINE[:25], GOOD_SUMMARY,
+     "error: folder: '{run}/metrics.jsonl' line 1 is not valid JSON; was its writer cut off?"),
+])
+def test_a_damaged_run_file_is_named_in_one_line(script, metrics, summary, words, tmp_path):
+  """Planted bug seen to fail it: the readers before issue 20 (json tracebacks)."""
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  (run_dir / "metrics.jsonl").write_text(metrics)
+  (run_dir / "summary.json").write_text(summary)
+  p = run(script, str(run_dir), f"--out={tmp_path}/out." + ("png" if script == "plot.py" else "md"))
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
+  assert [l for l in p.stderr.splitlines() if l.startswith("error:")] == [
+      words.replace("{run}", str(run_dir))]
+  assert sorted(os.listdir(tmp_path)) == ["run"]  # no figure or table written

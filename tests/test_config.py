@@ -49,6 +49,14 @@ def test_presets_hold_the_paper_defaults():
     ("learning_rate", float("inf"), "learning_rate=inf is invalid; it must be a finite number"),
     ("tau", float("nan"), "tau=nan is invalid; it must be a finite number"),
     ("gamma", float("-inf"), "gamma=-inf is invalid; it must be a finite number"),
+    # Finite in float64 but 0 or inf in the float32 state (issue 20: the run
+    # then stopped blaming dyn_loss). 1e-40 is a float32 denormal, flushed to 0.
+    ("temperature", 1e-46, "temperature=1e-46 is invalid; it must be > 0 in float32"),
+    ("tau", 1e-40, "tau=1e-40 is invalid; it must be > 0 in float32"),
+    ("noise_var", 1e39, "noise_var=1e+39 is invalid; it must be a finite number in float32"),
+    ("learning_rate", 3.5e38, "learning_rate=3.5e+38 is invalid; it must be a finite number in "
+                              "float32"),
+    ("actor_noise", -1e39, "actor_noise=-1e+39 is invalid; it must be a finite number in float32"),
 ])
 def test_invalid_values_name_the_field(field, value, words):
   with pytest.raises(ValueError) as e:
@@ -100,3 +108,17 @@ def test_cli_writes_metrics_summary_and_plot(tmp_path):
   assert summary["seeds"] == 2 and len(summary["final_returns"]) == 2
   assert open(f"{tmp_path}/run/returns.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
   assert "IQM" in out.stdout
+
+
+def test_seeds_must_be_distinct_prng_seeds():
+  """jax.random.PRNGKey keeps 32 bits: 2**32 and 2**40 are seed 0's run, -1
+  is 2**32 - 1's (issue 20: --seed=2**40 ran seed 0 and recorded 2**40)."""
+  import jax
+  from smpc_jax.config import MAX_SEED, check_seed
+  assert (jax.random.PRNGKey(2**40) == jax.random.PRNGKey(0)).all()
+  check_seed(0)
+  check_seed(MAX_SEED)
+  check_seed(MAX_SEED - 4, runs=5)
+  for seed, runs in ((2**40, 1), (-1, 1), (MAX_SEED - 3, 5), (1.5, 1)):
+    with pytest.raises(ValueError, match=r"^seed=.* is invalid; it must be an integer in \[0, "):
+      check_seed(seed, runs)

@@ -44,11 +44,17 @@ def test_with_value_sets_the_leaf_per_run(sweep_module, param):
 def test_runs_are_value_major_with_the_same_seeds_per_value(sweep_module):
   """3 values x 4 seeds: reshaped to [value, seed] as the summary is, row v
   holds value v in every run and the 4 seed keys in order, the same for every
-  value. Planted bug seen to fail it: keys repeated and values tiled (the
-  seed-major layout) while the summary reshapes value-major."""
+  value, and so are the evaluation keys: two combinations differ by their
+  values alone. Planted bugs seen to fail it: keys repeated and values tiled
+  (the seed-major layout) while the summary reshapes value-major; evaluation
+  keys split over the 12 runs (issue 20: they followed the run's position)."""
   values, seeds = [0.1, 0.2, 0.3], 4
-  keys, swept = sweep_module.runs([(v,) for v in values], seeds, 7)
-  assert keys.shape == (12, 2) and swept.shape == (12, 1)
+  keys, eval_keys, swept = sweep_module.runs([(v,) for v in values], seeds, 7)
+  assert keys.shape == eval_keys.shape == (12, 2) and swept.shape == (12, 1)
+  by_seed = np.asarray(eval_keys).reshape(len(values), seeds, 2)
+  np.testing.assert_array_equal(by_seed, np.broadcast_to(by_seed[0], by_seed.shape))
+  assert len({tuple(k) for k in by_seed[0]}) == seeds  # each seed its own key
+  assert not (by_seed[0] == np.asarray(keys)[:seeds]).all(1).any()  # not the training keys
   seed_keys = np.asarray(jax.random.split(jax.random.PRNGKey(7), seeds))
   by_value = np.asarray(swept).reshape(len(values), seeds)
   np.testing.assert_allclose(by_value, np.repeat(np.array(values, np.float32)[:, None], seeds, 1))
@@ -63,6 +69,15 @@ def test_runs_are_value_major_with_the_same_seeds_per_value(sweep_module):
     (["--values=a"], "error: values='a' is invalid; they must be numbers."),
     (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers "
                               "after '=', comma separated."),
+    # Issue 20: more steps than asked, and one run twice under two labels.
+    (["--total_steps=300", "--chunk_steps=200"],
+     "error: total_steps=300 is invalid with chunk_steps=200; a sweep runs whole chunks, so it "
+     "must be a multiple of chunk_steps."),
+    (["--param=tau", "--values=0.1,0.1"], "error: values='0.1,0.1' is invalid; 0.1 is given twice."),
+    (["--grid=tau=0.1,0.10000000001"], "error: grid='tau=0.1,0.10000000001' is invalid; 0.1 is "
+                                       "given twice (as float32)."),
+    (["--seed=-1"], "error: seed=-1 is invalid; it must be an integer in [0, 4294967295] "
+                    "(jax.random.PRNGKey keeps 32 bits: larger seeds repeat smaller ones)."),
     (["--grid=tau=0.1,0.2", "--seeds=1", "--shard_seeds"],
      "error: seeds=1 (x 2 combinations = 2 runs) is invalid with --shard_seeds; the run count "
      "must be a multiple of the device count 4 (e.g. 4)."),
@@ -76,6 +91,34 @@ def test_sweep_rejects_bad_input_in_one_line(args, words, tmp_path):
   assert [l for l in out.stderr.splitlines() if l.startswith("error:")] == [words]
   assert "Traceback" not in out.stderr
   assert not os.path.exists(f"{tmp_path}/run")
+
+
+@pytest.mark.parametrize("owner,files", [
+    # a train.py run from before run folders had an owner
+    (None, ("metrics.jsonl", "summary.json", "returns.png", "checkpoints/60/progress")),
+    ("train.py", ("summary.json",)),  # one that names its owner
+    ("sweep.py", ("summary.json", "table.md")),  # a previous sweep: needs --overwrite
+])
+def test_sweep_does_not_write_into_another_run(owner, files, tmp_path):
+  """Issue 20: sweep.py into a train.py run's folder replaced its summary and
+  plot and left its metrics and checkpoints: one folder, two runs. Planted
+  bug seen to fail it: the code before issue 20 (rc 0, summary replaced)."""
+  run_dir = tmp_path / "run"
+  for name in files:
+    (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+    (run_dir / name).write_text(f"the previous run's {name}")
+  if owner:
+    (run_dir / ".owner").write_text(owner + "\n")
+  out = subprocess.run([sys.executable, SWEEP, f"--out_dir={run_dir}", *TINY],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
+  [line] = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  want = (f"pass --overwrite to replace it" if owner == "sweep.py" else
+          "sweep.py does not write into it: choose another out_dir.")
+  assert line.startswith(f"error: out_dir='{run_dir}' holds a ") and want in line, line
+  for name in files:
+    assert (run_dir / name).read_text() == f"the previous run's {name}"
 
 
 @pytest.mark.slow  # the cold-cache suite ran 17 minutes on a fresh clone
@@ -117,6 +160,9 @@ def test_parse_grid_orders_and_validates(sweep_module):
     (["tau=0.1", "tau=0.2"], "grid='tau=0.2' is invalid; tau is swept twice."),
     (["tau=0.1,x"], "grid='tau=0.1,x' is invalid; the values must be numbers."),
     (["gamma=0.9,1.5"], "gamma=1.5 is invalid; it must lie in (0, 1]."),
+    (["tau=0.1,0.2,0.1"], "grid='tau=0.1,0.2,0.1' is invalid; 0.1 is given twice."),
+    (["learning_rate=1e-46"], "learning_rate=1e-46 is invalid; it must be > 0 in float32 "
+                              "(>= 1.175e-38, the smallest normal float32)."),
     (["temperature=-1"], "temperature=-1.0 is invalid; it must be > 0."),
 ])
 def test_parse_grid_rejects_bad_specs(sweep_module, specs, words):
