@@ -223,8 +223,10 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
 
   # Act: MPPI's clipped first action, or the actor's noisy one.
   obs = state.env_state.obs
-  action, next_plan, act_metrics = _act(state, k_plan, obs)
-  next_env = env.env.step(state.env_state, action)
+  with jax.named_scope("online_plan"):  # scopes: experiments/step_ops.py --serial
+    action, next_plan, act_metrics = _act(state, k_plan, obs)
+  with jax.named_scope("physics"):
+    next_env = env.env.step(state.env_state, action)
   terminated = next_env.done
   episode_step = state.episode_step + 1
   done = (terminated > 0) | (episode_step >= c.episode_length)
@@ -239,12 +241,14 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   # Q-iteration on a sampled batch (lines 9-12).
   idx = replay.sample(buffer, k_idx, (c.batch_size,))  # [B]
   batch = replay.get(buffer, idx)
-  y, refined = _targets(state, k_target, batch)
-  (q_loss, q_pred), q_grad = jax.value_and_grad(
-      functools.partial(losses.q_loss, p.q.apply), has_aux=True)(
-          state.q_params, batch.obs, batch.action, y)
-  q_updates, q_opt = p.optimiser.update(q_grad, state.q_opt, state.q_params)
-  q_params = optax.apply_updates(state.q_params, q_updates)
+  with jax.named_scope("targets"):
+    y, refined = _targets(state, k_target, batch)
+  with jax.named_scope("updates"):
+    (q_loss, q_pred), q_grad = jax.value_and_grad(
+        functools.partial(losses.q_loss, p.q.apply), has_aux=True)(
+            state.q_params, batch.obs, batch.action, y)
+    q_updates, q_opt = p.optimiser.update(q_grad, state.q_opt, state.q_params)
+    q_params = optax.apply_updates(state.q_params, q_updates)
   if refined is not None and c.warm_start:  # The refined plans replace the stored ones (line 14).
     buffer = replay.write_plans(buffer, idx, refined)
   learn_metrics = {}
@@ -261,27 +265,30 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   # Dynamics: each member fits s' - s on its own batch, or all on one (line 13).
   dyn_params, dyn_opt = state.dyn_params, state.dyn_opt
   if c.uses_model:
-    shared = c.dynamics_batch == "shared"
-    dyn_idx = replay.sample(buffer, k_dyn, (1 if shared else c.ensemble_size, c.batch_size))
-    dyn_batch = replay.get(buffer, jnp.broadcast_to(dyn_idx, (c.ensemble_size, c.batch_size)))
-    (dyn_loss, _), dyn_grad = jax.value_and_grad(
-        functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
-            state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
-    dyn_updates, dyn_opt = p.optimiser.update(dyn_grad, state.dyn_opt, state.dyn_params)
-    dyn_params = optax.apply_updates(state.dyn_params, dyn_updates)
-    learn_metrics["dyn_loss"] = dyn_loss / c.ensemble_size
+    with jax.named_scope("updates"):
+      shared = c.dynamics_batch == "shared"
+      dyn_idx = replay.sample(buffer, k_dyn, (1 if shared else c.ensemble_size, c.batch_size))
+      dyn_batch = replay.get(buffer, jnp.broadcast_to(dyn_idx, (c.ensemble_size, c.batch_size)))
+      (dyn_loss, _), dyn_grad = jax.value_and_grad(
+          functools.partial(losses.dynamics_loss, p.ensemble.delta), has_aux=True)(
+              state.dyn_params, scales, dyn_batch.obs, dyn_batch.action, dyn_batch.next_obs)
+      dyn_updates, dyn_opt = p.optimiser.update(dyn_grad, state.dyn_opt, state.dyn_params)
+      dyn_params = optax.apply_updates(state.dyn_params, dyn_updates)
+      learn_metrics["dyn_loss"] = dyn_loss / c.ensemble_size
 
   step = state.step + 1
   polyak_now = step % c.target_update_period == 0
-  q_target = _tree_where(
-      polyak_now, optax.incremental_update(q_params, state.q_target, h.tau), state.q_target)
+  with jax.named_scope("updates"):
+    q_target = _tree_where(
+        polyak_now, optax.incremental_update(q_params, state.q_target, h.tau), state.q_target)
   actor_target = state.actor_target
   if c.uses_actor:
     actor_target = _tree_where(
         polyak_now, optax.incremental_update(actor_params, actor_target, h.tau), actor_target)
 
   # Automatic reset: a fresh episode after termination or truncation.
-  reset_env = env.env.reset(k_reset)
+  with jax.named_scope("reset"):
+    reset_env = env.env.reset(k_reset)
   metrics = dict(
       reward=next_env.reward,
       done=done,
