@@ -286,9 +286,10 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
     actor_target = _tree_where(
         polyak_now, optax.incremental_update(actor_params, actor_target, h.tau), actor_target)
 
-  # Automatic reset: a fresh episode after termination or truncation.
+  # Automatic reset: a fresh episode after termination or truncation. MJX
+  # tasks skip the reset's forward, which the next step recomputes anyway.
   with jax.named_scope("reset"):
-    reset_env = env.env.reset(k_reset)
+    reset_env = getattr(env.env, "reset_for_step", env.env.reset)(k_reset)
   metrics = dict(
       reward=next_env.reward,
       done=done,
