@@ -289,7 +289,7 @@ def write(rows, seed_counts, flops_per_step) -> str:
       sps_bound_at_matmul_rate=rows[0]["sps_aggregate_bound_at_matmul_rate"] / rows[0]["seeds"],
       backend=device.platform, device=device.device_kind, devices=jax.device_count(),
       cpus=os.cpu_count(), machine=platform.processor() or platform.machine(),
-      jax_version=jax.__version__,
+      jax_version=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
       command=" ".join(["python experiments/bench.py", f"--env={FLAGS.env}",
                         f"--seeds={','.join(map(str, seed_counts))}", f"--steps={FLAGS.steps}",
                         f"--repeats={FLAGS.repeats}"] + (["--shape_bound"] if FLAGS.shape_bound else [])
