@@ -1,7 +1,7 @@
 """Env steps per second of the paper's configuration, per vmapped seed count.
 
   python experiments/bench.py --env=idp --seeds=1,4,16,64 [--steps=2000 --repeats=5]
-      [--out=results/bench_<backend>.json] [--shape_bound]
+      [--out=results/bench_<backend>.json] [--shape_bound] [--tiny]
 
 For each seed count: compiles one chunk of --steps training steps (the
 compile time is reported), runs it --repeats times after a warm-up and reports
@@ -13,6 +13,9 @@ compile per seed count): the time of the same step with 8-wide networks (what
 the networks' FLOPs do not explain) plus each part's FLOPs at the measured
 rate of the matrix shape it multiplies. The targets of issue 10 are printed
 beside the figures when their seed counts are measured.
+--tiny measures the step at tiny widths (`TINY`: 8 online samples, 2 per
+target, 8-wide networks, batch 2), where the arithmetic is negligible and the
+time is that of the step's chain of kernels, on a CPU too.
 The last line printed is `sps=<env steps per second per seed, first seed count>`.
 """
 
@@ -41,7 +44,12 @@ flags.DEFINE_boolean("shape_bound", False, "Also measure the tighter shape-rate 
 flags.DEFINE_string("out", "auto", "JSON file for the figures, rewritten after each seed "
                     "count; auto: results/bench_<backend>[_<env>].json; empty: none.")
 flags.DEFINE_string("table", "", "Also write the figures as a markdown table to this file.")
+flags.DEFINE_boolean("tiny", False, "Measure the step at tiny widths (TINY), where its time is "
+                     "that of its serial chain of kernels.")
 FLAGS = flags.FLAGS
+
+# The tiny-width step (issue 18): the preset's structure, negligible arithmetic.
+TINY = dict(num_samples=8, target_samples=2, hidden_sizes=(8, 8), batch_size=2)
 
 # Issue 10's targets: on one H100-class GPU, idp at 16 seeds.
 TARGET_AGGREGATE_16 = 10_000.0  # env steps/s, all 16 seeds together
@@ -69,6 +77,13 @@ def parse_flags() -> list:
   if FLAGS.table:
     cli.check_out_file(FLAGS.table, "table", (".md",))
   return seeds
+
+
+def bench_config():
+  """The preset of --env (at tiny widths with --tiny), long enough that the
+  buffer holds every timed step."""
+  return sj.preset(FLAGS.env, total_steps=FLAGS.steps * (FLAGS.repeats + 1),
+                   **(TINY if FLAGS.tiny else {}))
 
 
 def _times(f, *args, repeats=5):
@@ -185,9 +200,10 @@ def main(argv):
   cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
   seed_counts = parse_flags()
-  config = sj.preset(FLAGS.env, total_steps=FLAGS.steps * (FLAGS.repeats + 1))
+  config = bench_config()
   device = jax.devices()[0]
-  print(f"bench {FLAGS.env} on {device.platform} ({device.device_kind}), seeds "
+  print(f"bench {FLAGS.env}{' (tiny widths)' if FLAGS.tiny else ''} on {device.platform} "
+        f"({device.device_kind}), seeds "
         f"{seed_counts}, {FLAGS.steps} steps x {FLAGS.repeats} repeats", flush=True)
   flops_per_step = step_flops(config)
   rows = []
@@ -262,7 +278,7 @@ def write_table(path, rows):
 def out_path() -> str:
   if FLAGS.out != "auto":
     return FLAGS.out
-  suffix = "" if FLAGS.env == "idp" else f"_{FLAGS.env}"
+  suffix = ("" if FLAGS.env == "idp" else f"_{FLAGS.env}") + ("_tiny" if FLAGS.tiny else "")
   return os.path.join("results", f"bench_{jax.devices()[0].platform}{suffix}.json")
 
 
@@ -273,16 +289,18 @@ def write(rows, seed_counts, flops_per_step) -> str:
     return ""
   device = jax.devices()[0]
   result = dict(
-      env=FLAGS.env, sps=rows[0]["sps_per_seed"], runs=rows, targets=targets(FLAGS.env, rows),
+      env=FLAGS.env, tiny=FLAGS.tiny, sps=rows[0]["sps_per_seed"], runs=rows,
+      targets=targets(FLAGS.env, rows),
       steps_per_chunk=FLAGS.steps, repeats=FLAGS.repeats,
       flops_per_step=flops_per_step, matmul_gflops=rows[0]["matmul_gflops"],
       sps_bound_at_matmul_rate=rows[0]["sps_aggregate_bound_at_matmul_rate"] / rows[0]["seeds"],
       backend=device.platform, device=device.device_kind, devices=jax.device_count(),
       cpus=os.cpu_count(), machine=platform.processor() or platform.machine(),
-      jax_version=jax.__version__,
+      jax_version=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
       command=" ".join(["python experiments/bench.py", f"--env={FLAGS.env}",
                         f"--seeds={','.join(map(str, seed_counts))}", f"--steps={FLAGS.steps}",
-                        f"--repeats={FLAGS.repeats}"] + (["--shape_bound"] if FLAGS.shape_bound else [])))
+                        f"--repeats={FLAGS.repeats}"] + (["--shape_bound"] if FLAGS.shape_bound else [])
+                       + (["--tiny"] if FLAGS.tiny else [])))
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path, "w") as f:
     json.dump(result, f, indent=2)

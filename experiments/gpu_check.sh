@@ -2,8 +2,11 @@
 # The GPU check, one command of at most 9 minutes on a fresh GPU machine:
 #   1. installs what the image lacks (brax, mujoco, mujoco-mjx, ...) from .whl/
 #      (fill it first, where pip works: experiments/gpu_wheels.sh);
-#   2. benchmarks idp (seeds 1,16,64) and hopper (seeds 1,16), alone on the GPU:
-#      bench_gpu.json, bench_gpu_hopper.json;
+#   2. benchmarks idp and hopper (seeds 1,16,64; compile time, peak memory and
+#      XLA_FLAGS in each JSON), alone on the GPU: bench_gpu.json,
+#      bench_gpu_hopper.json; idp at 16 seeds once more without the command
+#      buffer flags (bench_gpu_nocmdbuf.json); the step's serial kernels as
+#      XLA:GPU compiles them (serial_gpu_idp.json, step_ops.py --serial);
 #   3. three learning runs side by side for the time left (metrics.jsonl grows
 #      by one line per chunk): Hopper 200k steps x 16 seeds, and the paper's
 #      pendulum 30k steps x 8 seeds with each ensemble branching (runs.tar.gz);
@@ -15,6 +18,9 @@
 # where OUT is unset, to results/gpu_check/.
 # GPU_CHECK_TINY=1 runs the same stages at a tiny size (to test this script on CPU).
 # GPU_CHECK_BUDGET_S (default 470): seconds for the whole script.
+# On a GPU it appends GPU_XLA_FLAGS to XLA_FLAGS (default: command buffers,
+# i.e. CUDA graphs, also around while loops and conditionals, which XLA's
+# default list leaves out; BUILD.md); GPU_XLA_FLAGS= sets none.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${GPU_CHECK_BUDGET_S:-470}
@@ -47,20 +53,28 @@ fi
 "$py" -c "import jax, brax, mujoco; print('jax', jax.__version__, jax.devices(), 'brax', brax.__version__, 'mujoco', mujoco.__version__)" 2>&1 | grep -v -i warp | tee -a "$log"
 backend=$("$py" -c "import jax; print(jax.devices()[0].platform)" 2>/dev/null)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee -a "$log"
+base_xla_flags=${XLA_FLAGS:-}
+if [ "$backend" = gpu ]; then
+  gpu_xla_flags=${GPU_XLA_FLAGS---xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL}
+  export XLA_FLAGS="${base_xla_flags:+$base_xla_flags }$gpu_xla_flags"
+fi
+say "XLA_FLAGS=${XLA_FLAGS:-}"
 
 if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
   bench_idp=(--seeds=1,2 --steps=20 --repeats=1)
   bench_hop=(--seeds=1,2 --steps=20 --repeats=1)
+  bench_ctl=(--seeds=2 --steps=20 --repeats=1)
   learn=(--seeds=2 --total_steps=60 --chunk_steps=20 --num_samples=8 --target_samples=4
          --hidden_sizes=16 --batch_size=4 --eval_episodes=1 --episode_length=20)
   idp_learn=("${learn[@]}" --eval_every=2)
-  t_idp=400; t_hop=400
+  t_idp=400; t_hop=400; t_ctl=200; t_ser=300
 else
   bench_idp=(--seeds=1,16,64 --steps=500 --repeats=3)
-  bench_hop=(--seeds=1,16 --steps=300 --repeats=3)
+  bench_hop=(--seeds=1,16,64 --steps=300 --repeats=3)
+  bench_ctl=(--seeds=16 --steps=500 --repeats=3)
   learn=(--seeds=16 --total_steps=200000 --chunk_steps=1000 --eval_every=50)
   idp_learn=(--seeds=8 --total_steps=30000 --chunk_steps=1000 --eval_every=10)
-  t_idp=120; t_hop=90
+  t_idp=120; t_hop=110; t_ctl=50; t_ser=60
 fi
 
 # 2. Benchmarks (each writes its JSON after every seed count).
@@ -70,6 +84,14 @@ timeout -s INT -k 20 "$t_idp" "$py" experiments/bench.py --env=idp "${bench_idp[
 say "bench hopper ${bench_hop[*]} (at most ${t_hop}s)"
 timeout -s INT -k 20 "$t_hop" "$py" experiments/bench.py --env=hopper "${bench_hop[@]}" \
   --out="$out/bench_${backend}_hopper.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
+if [ "$backend" = gpu ] && [ -n "${gpu_xla_flags:-}" ]; then
+  say "bench idp ${bench_ctl[*]} without $gpu_xla_flags (at most ${t_ctl}s)"
+  XLA_FLAGS=$base_xla_flags timeout -s INT -k 20 "$t_ctl" "$py" experiments/bench.py --env=idp \
+    "${bench_ctl[@]}" --out="$out/bench_${backend}_nocmdbuf.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
+fi
+say "serial kernels of the idp step as this backend compiles it (at most ${t_ser}s)"
+timeout -k 10 "$t_ser" "$py" experiments/step_ops.py --env=idp --serial \
+  --out="$out/serial_${backend}_idp.json" 2>&1 | grep -v -i "warp\|warn" | sed -n 2,4p | tee -a "$log"
 
 # 3. Learning runs for the time left, side by side on the one GPU (each
 # process may take a quarter of its memory; the benchmarks ran alone):

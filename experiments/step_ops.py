@@ -3,10 +3,18 @@ costs nothing where it is off (e.g. the default step pays nothing for the
 actor). Tracing and lowering only; nothing is compiled or timed.
 
   python experiments/step_ops.py --env=idp [--control=actor ...] [--out=FILE.json]
+  python experiments/step_ops.py --env=idp --serial [--hlo_out=step.hlo]
 
 Run it with PYTHONPATH at two checkouts to compare them. Prints the number of
 jaxpr equations (counted into every sub-jaxpr: scans, conds, pjits), with
 --hlo of StableHLO operations, and the state's leaves and elements.
+
+--serial also compiles the step (one env step and one round of updates) and
+reads its optimised HLO: the kernels it runs one after another, weighted by
+loop trip counts, per part of the step (the named scopes of `train_step`),
+the host round trips, and every while loop with its trips (see
+experiments/serial_depth.py for what counts). The counts are of this
+backend's program (XLA:CPU here fuses differently from XLA:GPU).
 """
 
 from __future__ import annotations
@@ -18,10 +26,17 @@ from absl import flags, logging
 import jax
 
 import cli
+import serial_depth
 import smpc_jax as sj
+
+# The named scopes of `train_step`, in the order the report lists them.
+PARTS = ("physics", "online_plan", "targets", "updates", "reset")
 
 flags.DEFINE_string("out", None, "Also write the counts to this JSON file.")
 flags.DEFINE_boolean("hlo", False, "Also lower to StableHLO and count its operations.")
+flags.DEFINE_boolean("serial", False, "Also compile the step and count the kernels it runs one "
+                     "after another (per env step, by part) and its while loops' trips.")
+flags.DEFINE_string("hlo_out", None, "With --serial: write the step's optimised HLO here.")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -57,6 +72,15 @@ def main(argv):
                 stablehlo_ops=hlo_ops, state_leaves=leaves, state_elements=int(floats),
                 has_actor=getattr(state, "actor_params", None) is not None)
   print(json.dumps(result))
+  if FLAGS.serial:
+    text = jax.jit(sj.train_step).lower(state, key).compile().as_text()
+    if FLAGS.hlo_out:
+      with open(FLAGS.hlo_out, "w") as f:
+        f.write(text)
+    depth = serial_depth.serial_depth(text, PARTS)  # one train_step = one env step
+    print(serial_depth.report(depth))
+    result["serial"] = dict(depth.as_dict(), backend=jax.default_backend(),
+                            per="env step")
   if FLAGS.out:
     cli.write_json(FLAGS.out, result)
 

@@ -243,12 +243,14 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
 
   # Act: MPPI's clipped first action, or the actor's noisy one.
   obs = state.env_state.obs
-  action, next_plan, act_metrics = _act(state, k_plan, obs)
-  if c.warmup_steps:  # Uniform random actions before learning starts.
-    random_action = jax.random.uniform(jax.random.fold_in(k_plan, 1), action.shape,
-                                       minval=env.action_low, maxval=env.action_high)
-    action = jnp.where(state.step < c.warmup_steps, random_action, action)
-  next_env = env.env.step(state.env_state, action)
+  with jax.named_scope("online_plan"):  # scopes: experiments/step_ops.py --serial
+    action, next_plan, act_metrics = _act(state, k_plan, obs)
+    if c.warmup_steps:  # Uniform random actions before learning starts.
+      random_action = jax.random.uniform(jax.random.fold_in(k_plan, 1), action.shape,
+                                         minval=env.action_low, maxval=env.action_high)
+      action = jnp.where(state.step < c.warmup_steps, random_action, action)
+  with jax.named_scope("physics"):
+    next_env = env.env.step(state.env_state, action)
   terminated = next_env.done
   episode_step = state.episode_step + 1
   done = (terminated > 0) | (episode_step >= c.episode_length)
@@ -263,12 +265,14 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   # Q-iteration on a sampled batch (lines 9-12).
   idx = replay.sample(buffer, k_idx, (c.batch_size,))  # [B]
   batch = replay.get(buffer, idx)
-  y, refined = _targets(state, k_target, batch)
-  (q_loss, q_pred), q_grad = jax.value_and_grad(
-      functools.partial(losses.q_loss, p.q.apply), has_aux=True)(
-          state.q_params, batch.obs, batch.action, y)
-  q_updates, q_opt = p.optimiser.update(q_grad, state.q_opt, state.q_params)
-  q_params = optax.apply_updates(state.q_params, q_updates)
+  with jax.named_scope("targets"):
+    y, refined = _targets(state, k_target, batch)
+  with jax.named_scope("updates"):
+    (q_loss, q_pred), q_grad = jax.value_and_grad(
+        functools.partial(losses.q_loss, p.q.apply), has_aux=True)(
+            state.q_params, batch.obs, batch.action, y)
+    q_updates, q_opt = p.optimiser.update(q_grad, state.q_opt, state.q_params)
+    q_params = optax.apply_updates(state.q_params, q_updates)
   if refined is not None and c.warm_start:  # The refined plans replace the stored ones (line 14).
     buffer = replay.write_plans(buffer, idx, refined)
   learn_metrics = {}
@@ -290,19 +294,21 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   # dynamics_updates times, each time on a fresh batch.
   dyn_params, dyn_opt = state.dyn_params, state.dyn_opt
   if c.uses_model:
-    update = functools.partial(_dynamics_update, c, buffer, scales)
-    if c.dynamics_updates == 1:  # No scan: the same program as before the switch.
-      (dyn_params, dyn_opt), dyn_loss = update((dyn_params, dyn_opt), k_dyn)
-    else:
-      (dyn_params, dyn_opt), dyn_loss = jax.lax.scan(
-          update, (dyn_params, dyn_opt), jax.random.split(k_dyn, c.dynamics_updates))
-      dyn_loss = jnp.mean(dyn_loss)  # [k] -> [], the mean over the updates
-    learn_metrics["dyn_loss"] = dyn_loss / c.ensemble_size
+    with jax.named_scope("updates"):
+      update = functools.partial(_dynamics_update, c, buffer, scales)
+      if c.dynamics_updates == 1:  # No scan: the same program as before the switch.
+        (dyn_params, dyn_opt), dyn_loss = update((dyn_params, dyn_opt), k_dyn)
+      else:
+        (dyn_params, dyn_opt), dyn_loss = jax.lax.scan(
+            update, (dyn_params, dyn_opt), jax.random.split(k_dyn, c.dynamics_updates))
+        dyn_loss = jnp.mean(dyn_loss)  # [k] -> [], the mean over the updates
+      learn_metrics["dyn_loss"] = dyn_loss / c.ensemble_size
 
   step = state.step + 1
   polyak_now = step % c.target_update_period == 0
-  q_target = _tree_where(
-      polyak_now, optax.incremental_update(q_params, state.q_target, h.tau), state.q_target)
+  with jax.named_scope("updates"):
+    q_target = _tree_where(
+        polyak_now, optax.incremental_update(q_params, state.q_target, h.tau), state.q_target)
   actor_target = state.actor_target
   if c.uses_actor:
     actor_target = _tree_where(
@@ -316,8 +322,10 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
          (state.q_params, state.q_target, state.q_opt, state.dyn_params, state.dyn_opt,
           state.actor_params, state.actor_target, state.actor_opt))
 
-  # Automatic reset: a fresh episode after termination or truncation.
-  reset_env = env.env.reset(k_reset)
+  # Automatic reset: a fresh episode after termination or truncation. MJX
+  # tasks skip the reset's forward, which the next step recomputes anyway.
+  with jax.named_scope("reset"):
+    reset_env = getattr(env.env, "reset_for_step", env.env.reset)(k_reset)
   metrics = dict(
       reward=next_env.reward,
       done=done,

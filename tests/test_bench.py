@@ -56,3 +56,21 @@ def test_bench_json_names_runs_and_targets(tmp_path):
   assert aggregate["measured"] == 640.0 and aggregate["met"] is False
   ratio = targets["per-seed rate at 16 seeds / at 1 seed (idp)"]
   assert ratio["measured"] == pytest.approx(0.4) and ratio["met"] is False
+
+
+TINY_SCRIPT = """
+import sys
+sys.path.insert(0, {experiments!r})
+import bench
+bench.FLAGS(["bench", "--env=hopper", "--tiny", "--steps=10", "--repeats=2", "--out="])
+c = bench.bench_config()
+print(c.env, c.num_samples, c.target_samples, c.hidden_sizes, c.batch_size, c.total_steps,
+      c.prior)
+"""
+
+
+def test_bench_tiny_is_the_preset_at_tiny_widths():
+  out = subprocess.run([sys.executable, "-c", TINY_SCRIPT.format(experiments=EXPERIMENTS)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split("\n")[0] == "hopper 8 2 (8, 8) 2 30 uniform"

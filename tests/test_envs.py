@@ -89,3 +89,20 @@ def test_capped_idp_solver_gives_the_default_solvers_states():
   obs_capped, obs_default = run(capped), run(default)
   assert np.mean(np.abs(np.asarray(obs_default[..., 0])) > 0.98) > 0.2, "rail not reached"
   np.testing.assert_allclose(obs_capped, obs_default, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["idp", "hopper"])
+def test_reset_for_step_steps_as_reset_bit_for_bit(name):
+  """The training step's auto-reset skips the reset's forward: same draw and
+  observation as `reset`, and the step from it equals the step from `reset`
+  in every leaf (the step's first forward recomputes what was skipped)."""
+  env = envs.make(name).env
+  keys = jax.random.split(jax.random.PRNGKey(3), 256)
+  full, lazy = (jax.jit(jax.vmap(f))(keys) for f in (env.reset, env.reset_for_step))
+  np.testing.assert_array_equal(lazy.obs, full.obs)
+  np.testing.assert_array_equal(lazy.pipeline_state.qpos, full.pipeline_state.qpos)
+  np.testing.assert_array_equal(lazy.pipeline_state.qvel, full.pipeline_state.qvel)
+  a = jax.random.uniform(jax.random.PRNGKey(4), (256, env.action_size), minval=-1, maxval=1)
+  step = jax.jit(jax.vmap(env.step))
+  for x, y in zip(jax.tree.leaves(step(lazy, a)), jax.tree.leaves(step(full, a))):
+    np.testing.assert_array_equal(x, y)

@@ -12,7 +12,8 @@ bound, 1e-4 absolute plus 1e-4 relative, sits 30x above that and far below
 what a semantic difference gives: Euler instead of RK4, one frame more or
 less, or a reward read before the step each move the next observation by
 1e-3 or more (checked by hand when this test was written). The solver is
-capped at 4 Newton iterations (MuJoCo: 100); states at the idp rail end and
+capped at 2 (idp) and 3 (hopper) Newton iterations of 1 line-search step
+(MuJoCo: 100 and 50); states at the idp rail end and
 hopper contacts are included, so the cap is measured by the same bound.
 Rollouts: rounding grows along a trajectory; 10 steps stay within 1e-3.
 """

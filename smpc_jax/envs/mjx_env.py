@@ -87,6 +87,20 @@ class MjxTask:
     qpos, qvel = self._reset_fn(rng)
     return self.init_state(qpos, qvel)
 
+  def reset_for_step(self, rng) -> State:
+    """The draw of `reset(rng)` without its `mj_forward`, for a state that is
+    only stepped (the training step's auto-reset): `step` begins with a
+    forward that recomputes every derived field from (qpos, qvel), so the
+    step from here equals the step from `reset(rng)` bit for bit, and the
+    observation equals `reset`'s where it reads only qpos, qvel and
+    constraint forces that are zero at every reset (idp's rail limit is 0.9
+    away; hopper reads no forces): tests/test_envs.py checks both. The
+    pipeline state's derived fields (positions, forces) are left at zero."""
+    qpos, qvel = self._reset_fn(rng)
+    data = self._data0.replace(qpos=qpos, qvel=qvel)
+    zero = jnp.zeros(())
+    return State(data, self._obs_fn(data), zero, zero)
+
   def step(self, state: State, action) -> State:
     """frame_skip physics steps with ctrl = action (MuJoCo clamps it to the
     actuators' ctrlrange), then the task's observation, reward and termination."""
