@@ -96,6 +96,7 @@ def test_sharded_run_compiles_one_chunk_program_and_resumes(sharded):
   assert np.shape(summary["final_episode_returns"]) == (4, 1)
 
 
+@pytest.mark.slow  # 150 s of two processes' compiles: `make test-slow` (make test's 15 minutes)
 def test_two_processes_equal_one_process_sharded(two_processes, sharded):
   """Each device runs one seed in both layouts, so the per-device program is
   the same: equal bit for bit, through the sharded checkpoint and resume of the
@@ -145,6 +146,7 @@ print(f"{exact} of {len(a)} leaves equal; worst difference {worst:.3g}")
 """
 
 
+@pytest.mark.slow  # 80 s: `make test-slow` (make test's 15 minutes)
 def test_one_step_sharded_matches_one_device_up_to_rounding():
   """4 seeds over 4 devices vs the same 4 seeds vmapped on one device, after
   one step: integers, flags and the buffer indices are equal; floats agree to
