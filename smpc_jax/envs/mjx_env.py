@@ -112,6 +112,21 @@ class MjxTask:
                          done=terminated.astype(jnp.float32))
 
 
+# --- Gymnasium's locomotion tasks (Hopper-v5, Walker2d-v5) share these two.
+
+def locomotion_reset(model, key, noise: float):
+  """(qpos [nq], qvel [nv]): qpos0 + U(-noise, noise) and U(-noise, noise),
+  Gymnasium v5's reset distribution for Hopper and Walker2d."""
+  k_pos, k_vel = jax.random.split(key)
+  qpos = model.qpos0 + jax.random.uniform(k_pos, (model.nq,), minval=-noise, maxval=noise)
+  qvel = jax.random.uniform(k_vel, (model.nv,), minval=-noise, maxval=noise)
+  return jnp.asarray(qpos, jnp.float32), qvel
+
+
+def locomotion_observation(data):  # -> [nq + nv]: x kept, velocities clipped at 10
+  return jnp.concatenate([data.qpos, jnp.clip(data.qvel, -10.0, 10.0)])
+
+
 def load_model(filename: str, **options) -> mujoco.MjModel:
   """The model in assets/`filename`, with `options` set on `opt` (solver caps)."""
   model = mujoco.MjModel.from_xml_path(os.path.join(ASSETS, filename))

@@ -11,7 +11,6 @@ state-range check, unlike Hopper); termination when unhealthy.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from smpc_jax.envs import mjx_env
@@ -29,15 +28,10 @@ NQ = 9
 
 def reset(model, key):
   """(qpos [9], qvel [9]) ~ Gymnasium v5's reset distribution."""
-  k_pos, k_vel = jax.random.split(key)
-  qpos = model.qpos0 + jax.random.uniform(k_pos, (model.nq,), minval=-RESET_NOISE,
-                                          maxval=RESET_NOISE)
-  qvel = jax.random.uniform(k_vel, (model.nv,), minval=-RESET_NOISE, maxval=RESET_NOISE)
-  return jnp.asarray(qpos, jnp.float32), qvel
+  return mjx_env.locomotion_reset(model, key, RESET_NOISE)
 
 
-def observation(data):  # -> [18]
-  return jnp.concatenate([data.qpos, jnp.clip(data.qvel, -10.0, 10.0)])
+observation = mjx_env.locomotion_observation  # -> [18]
 
 
 def _healthy(qpos):
