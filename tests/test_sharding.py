@@ -86,6 +86,7 @@ def two_processes(tmp_path_factory):
   return out, outs
 
 
+@pytest.mark.slow  # 130 s cold: `make test-slow` (make test's 15 minutes)
 def test_sharded_run_compiles_one_chunk_program_and_resumes(sharded):
   (half, half_lines), (summary, lines) = sharded
   assert half["devices"] == 4 and half["processes"] == 1 and half["steps_done"] == 50
