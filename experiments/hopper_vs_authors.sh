@@ -29,7 +29,7 @@ declare -A VARIANT=([ours]="$OURS" [choices]="$CHOICES" [choices2]="$CHOICES --d
   echo "command: experiments/hopper_vs_authors.sh (SEEDS=$SEEDS STEPS=$STEPS EVAL_EVERY=$EVAL_EVERY AUTHORS_SEEDS=$AUTHORS_SEEDS ONLY=$ONLY)"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-} > "$OUT/command.txt"
+} >> "$OUT/command.txt"
 core=0
 next_core() { core=$(( (core + 1) % $(nproc) )); }
 for name in $ONLY; do
