@@ -20,16 +20,17 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files
 import smpc_jax as sj
 from smpc_jax import checkpoint as ckpt
 
 FLAGS = flags.FLAGS
 
 
+@cli.once
 def define_flags():
-  """The script's flags (defined only when it runs, so that tests may import
-  its functions beside other drivers that define a flag of the same name)."""
+  """This driver's flags (defined when it runs, not when imported)."""
   flags.DEFINE_string("run_dir", None, "A run's OUT_DIR (holds checkpoints/).")
   flags.DEFINE_string("out", "agent.gif", "Output file: .gif, .mp4 or .png.")
   flags.DEFINE_integer("seed_index", 0, "Which of the run's seeds to show.")
@@ -37,6 +38,8 @@ def define_flags():
   flags.DEFINE_integer("width", 320, "Frame width in pixels.")
   flags.DEFINE_integer("height", 240, "Frame height in pixels.")
   flags.DEFINE_integer("episode_seed", 0, "Key of the rendered episode.")
+
+
 FORMATS = (".gif", ".mp4", ".png")
 MAX_PIXELS = 4096  # per side: within what EGL and OSMesa framebuffers allow
 
@@ -131,7 +134,7 @@ def main(argv):
     if not 1 <= getattr(FLAGS, name) <= MAX_PIXELS:
       cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer in "
                f"[1, {MAX_PIXELS}] (pixels).")
-  cli.check_out_file(FLAGS.out, "out", FORMATS)
+  files.check_out_file(FLAGS.out, "out", FORMATS)
   directory = os.path.join(FLAGS.run_dir, "checkpoints")
   if not os.path.isdir(directory):
     cli.fail(f"run_dir={FLAGS.run_dir!r} holds no checkpoints/.")
@@ -164,5 +167,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  cli.run(main, define_flags)

@@ -11,13 +11,12 @@ import pytest
 from smpc_jax import envs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 
 @pytest.mark.parametrize("name", [n if not n.endswith("_brax") else pytest.param(n, marks=pytest.mark.slow)
                                   for n in envs.names()])  # brax's legacy tasks: `make test-slow`
 def test_frames_of_each_env_are_not_blank(name):
-  import render
+  from experiments import render
   environment = envs.make(name)
   model = render.mj_model(environment)
   state = jax.eval_shape(environment.env.reset, jax.random.PRNGKey(0))
