@@ -24,6 +24,7 @@ from experiments.harness import cli  # first: it checks the environment before m
 from experiments.harness import files
 import smpc_jax as sj
 from smpc_jax import checkpoint as ckpt
+from smpc_jax import evaluation
 
 FLAGS = flags.FLAGS
 
@@ -58,28 +59,12 @@ def fit_framebuffer(model, width, height):
 
 
 def episode_qpos(state: sj.TrainState, key, steps: int):
-  """qpos [steps + 1, nq] of one episode acting with the online planner, and
-  alive [steps + 1] (1 up to and including the pose that terminated it;
-  after termination the last pose is held)."""
-  c = state.config
-  env = sj.train.parts(c).environment.env
-
-  def step(carry, k):
-    env_state, warm, alive = carry
-    result = sj.train.plan(state, k, env_state.obs, warm, state.q_params,
-                           num_samples=c.num_samples)
-    nxt = env.step(env_state, result.action)
-    nxt = jax.tree.map(lambda a, b: jax.numpy.where(alive > 0, a, b), nxt, env_state)
-    shown = alive  # the step that terminates is still shown
-    alive = alive * (1.0 - nxt.done)
-    return (nxt, sj.shift(result.plan), alive), (nxt.pipeline_state.qpos, shown)
-
-  k_reset, k_steps = jax.random.split(key)
-  first = env.reset(k_reset)
-  init = (first, jax.numpy.zeros_like(state.plan), jax.numpy.ones(()))
-  _, (qpos, shown) = jax.lax.scan(step, init, jax.random.split(k_steps, steps))
-  return (jax.numpy.concatenate([first.pipeline_state.qpos[None], qpos]),
-          jax.numpy.concatenate([jax.numpy.ones((1,)), shown]))
+  """qpos [steps + 1, nq] of one episode with the controller evaluation uses
+  (smpc_jax.evaluation.episode), and shown [steps + 1] (1 up to and including
+  the pose that terminated it; after termination the last pose is held)."""
+  ep = evaluation.episode(state, key, steps, lambda env_state: env_state.pipeline_state.qpos)
+  return (jax.numpy.concatenate([ep.first[None], ep.observed]),
+          jax.numpy.concatenate([jax.numpy.ones((1,)), ep.alive]))
 
 
 def camera(model):
