@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                         "idp_brax, hopper_brax."),
 ])
 def test_bench_rejects_bad_input_in_one_line(args, words, tmp_path):
-  out = subprocess.run([sys.executable, os.path.join(EXPERIMENTS, "bench.py"),
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench.py"),
                         f"--out={tmp_path}/b.json", *args],
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 2, out.stderr[-2000:]

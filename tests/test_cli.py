@@ -47,7 +47,7 @@ def a_file(tmp_path_factory):
     ("bench.py", ["--steps=0"], "error: steps=0 is invalid; it must be an integer >= 1."),
     ("render.py", ["--run_dir=/nonexistent", "--out=a.avi"],
      "error: out='a.avi' is invalid; it must end in .gif, .mp4, .png."),
-    ("train_returns.py", ["{file}"],
+    ("studies/train_returns.py", ["{file}"],
      "error: '{file}' is neither a run folder with metrics.jsonl nor an authors' .log file."),
     # absl's own parse errors (it printed two lines and exited 1).
     ("train.py", ["--seeds=abc"], "error: seeds='abc' is invalid; it must be an integer."),
@@ -90,9 +90,9 @@ def a_file(tmp_path_factory):
     ("plot.py", ["{tmp}", "--out={file}/fig.png"],  # it named a flag it lacks, out_dir
      "error: out='{file}/fig.png' cannot be created or written: '{file}' is not a writable "
      "directory."),
-    ("train_returns.py", ["{tmp}", "--out={tmp}/table.json"],
+    ("studies/train_returns.py", ["{tmp}", "--out={tmp}/table.json"],
      "error: out='{tmp}/table.json' is invalid; it must end in .md."),
-    ("train_returns.py", ["{tmp}", "--window=-5"],
+    ("studies/train_returns.py", ["{tmp}", "--window=-5"],
      "error: window=-5 is invalid; it must be an integer >= 1 (env steps)."),
     ("bench.py", ["--out={tmp}"], "error: out='{tmp}' is invalid; it must end in .json."),
     ("render.py", ["--run_dir={tmp}", "--width=100000"],
@@ -236,7 +236,7 @@ GOOD_SUMMARY = json.dumps(dict(total_steps=20, final_returns=[1.0]))
     ("plot.py", GOOD_LINE, "", "error: folder: '{run}/summary.json' is empty."),
     ("plot.py", GOOD_LINE, GOOD_SUMMARY[:12], "error: folder: '{run}/summary.json' is not valid "
      "JSON (line 1: Unterminated string starting at); was its writer cut off?"),
-    ("train_returns.py", GOOD_LINE[:25], GOOD_SUMMARY,
+    ("studies/train_returns.py", GOOD_LINE[:25], GOOD_SUMMARY,
      "error: folder: '{run}/metrics.jsonl' line 1 is not valid JSON; was its writer cut off?"),
 ])
 def test_a_damaged_run_file_is_named_in_one_line(script, metrics, summary, words, tmp_path):
