@@ -97,18 +97,18 @@ baselines: install
 # The paper's Fig. 2 (warm/cold targets x ensemble/one model), 50k steps, SEEDS
 # seeds vmapped per configuration (default 3 here), into results/fig2/.
 fig2: install
-	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,50000) PY=$(PY) experiments/fig2.sh
+	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,50000) PY=$(PY) experiments/studies/fig2.sh
 
 # The authors' code's choices (no masking after an imagined termination,
 # random initial plans, one raw dynamics batch), each alone and all together,
 # against ours on the paper's pendulum: SEEDS x STEPS each (default 3 x 20k),
 # into results/choices/.
 choices: install
-	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,20000) PY=$(PY) ARGS="$(ARGS)" experiments/choices.sh
+	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,20000) PY=$(PY) ARGS="$(ARGS)" experiments/studies/choices.sh
 
 # The paper's Table I: env steps/s, warm vs cold target MPPI, into results/table1.md.
 table1: install
-	$(PY) experiments/table1.py --out=results/table1.md
+	$(PY) experiments/studies/table1.py --out=results/table1.md
 
 # Two pytest workers (pytest-xdist), one test file each at a time, so a
 # file's module fixtures compile once: XLA's CPU compiles are single-threaded.

@@ -32,20 +32,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files, stats
 import smpc_jax as sj
 from smpc_jax import envs
 
-flags.DEFINE_string("env", "idp", f"Environment: {' | '.join(envs.names())}.")
-flags.DEFINE_list("seeds", ["1"], "Seed counts to measure, comma separated (e.g. 1,4,16,64).")
-flags.DEFINE_integer("steps", 2000, "Training steps per timed chunk.")
-flags.DEFINE_integer("repeats", 5, "Timed chunks; the median is reported.")
-flags.DEFINE_boolean("shape_bound", False, "Also measure the tighter shape-rate bound.")
-flags.DEFINE_string("out", "auto", "JSON file for the figures, rewritten after each seed "
-                    "count; auto: results/bench_<backend>[_<env>].json; empty: none.")
-flags.DEFINE_string("table", "", "Also write the figures as a markdown table to this file.")
-flags.DEFINE_boolean("tiny", False, "Measure the step at tiny widths (TINY), where its time is "
-                     "that of its serial chain of kernels.")
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_string("env", "idp", f"Environment: {' | '.join(envs.names())}.")
+  flags.DEFINE_list("seeds", ["1"], "Seed counts to measure, comma separated (e.g. 1,4,16,64).")
+  flags.DEFINE_integer("steps", 2000, "Training steps per timed chunk.")
+  flags.DEFINE_integer("repeats", 5, "Timed chunks; the median is reported.")
+  flags.DEFINE_boolean("shape_bound", False, "Also measure the tighter shape-rate bound.")
+  flags.DEFINE_string("out", "auto", "JSON file for the figures, rewritten after each seed "
+                      "count; auto: results/bench_<backend>[_<env>].json; empty: none.")
+  flags.DEFINE_string("table", "", "Also write the figures as a markdown table to this file.")
+  flags.DEFINE_boolean("tiny", False, "Measure the step at tiny widths (TINY), where its time is "
+                       "that of its serial chain of kernels.")
+
+
 FLAGS = flags.FLAGS
 
 # The tiny-width step (issue 18): the preset's structure, negligible arithmetic.
@@ -73,9 +79,9 @@ def parse_flags() -> list:
   if FLAGS.repeats < 1:
     cli.fail(f"repeats={FLAGS.repeats} is invalid; it must be an integer >= 1.")
   if FLAGS.out not in ("auto", ""):  # checked now, not after minutes of measuring
-    cli.check_out_file(FLAGS.out, "out", (".json",))
+    files.check_out_file(FLAGS.out, "out", (".json",))
   if FLAGS.table:
-    cli.check_out_file(FLAGS.table, "table", (".md",))
+    files.check_out_file(FLAGS.table, "table", (".md",))
   return seeds
 
 
@@ -309,4 +315,4 @@ def write(rows, seed_counts, flops_per_step) -> str:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

@@ -19,7 +19,7 @@ step, each smoothed by a trailing --window (5000) step moving average, read
 every --window steps; --dashed then draws a run's last value of that median.
 A run that logged no training episodes (brax's SAC) holds its evaluation
 returns instead. Arguments ending in .log are seeds of the authors' code
-(experiments/authors_run.sh), drawn together as one more run, "authors".
+(experiments/authors/run.sh), drawn together as one more run, "authors".
 Writes the PNG and a markdown table (--table, by default beside the PNG) and
 prints the table.
 """
@@ -32,19 +32,25 @@ import warnings
 from absl import flags
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files, stats, plots
 
-flags.DEFINE_list("labels", None, "One legend label per folder (default: folder names).")
-flags.DEFINE_string("out", "runs/overlay.png", "The PNG to write.")
-flags.DEFINE_string("table", None, "The markdown table to write (default: --out with .md).")
-flags.DEFINE_string("title", "", "Figure title.")
-flags.DEFINE_enum("curve", "auto", ["auto", "eval", "train", "paper"],
-                  "auto: evaluation returns where the run logged them, else training returns; "
-                  "paper: the authors' smoothed training-return statistic.")
-flags.DEFINE_list("band", None, "Lower and upper percentile over seeds of the band "
-                  "(default 25,75; with --curve=paper 20,80, the authors').")
-flags.DEFINE_integer("window", 5000, "With --curve=paper: the moving average's env steps.")
-flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_list("labels", None, "One legend label per folder (default: folder names).")
+  flags.DEFINE_string("out", "runs/overlay.png", "The PNG to write.")
+  flags.DEFINE_string("table", None, "The markdown table to write (default: --out with .md).")
+  flags.DEFINE_string("title", "", "Figure title.")
+  flags.DEFINE_enum("curve", "auto", ["auto", "eval", "train", "paper"],
+                    "auto: evaluation returns where the run logged them, else training returns; "
+                    "paper: the authors' smoothed training-return statistic.")
+  flags.DEFINE_list("band", None, "Lower and upper percentile over seeds of the band "
+                    "(default 25,75; with --curve=paper 20,80, the authors').")
+  flags.DEFINE_integer("window", 5000, "With --curve=paper: the moving average's env steps.")
+  flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
+
+
 FLAGS = flags.FLAGS
 FIGURES = (".png", ".pdf", ".svg")  # what matplotlib's savefig writes
 
@@ -52,8 +58,8 @@ FIGURES = (".png", ".pdf", ".svg")  # what matplotlib's savefig writes
 def load_run(folder: str):
   """(metrics lines, summary) of one run folder; one line and exit 2 for a
   file that is empty, cut off or not what the drivers write."""
-  lines = cli.read_jsonl(os.path.join(folder, "metrics.jsonl"), need=("step",))
-  summary = cli.read_json(os.path.join(folder, "summary.json"))
+  lines = files.read_jsonl(os.path.join(folder, "metrics.jsonl"), need=("step",))
+  summary = files.read_json(os.path.join(folder, "summary.json"))
   return lines, summary
 
 
@@ -103,7 +109,7 @@ def paper_curve(seed_episodes, end: int, window: int):
 def episodes_of(folder, lines, summary):
   """Per seed [(end step, return)] and the last step: training episodes, or
   for a run that logged none (brax's SAC) its evaluation returns."""
-  seeds = cli.our_episodes(folder) if any("episode_returns" in l for l in lines) else []
+  seeds = stats.our_episodes(folder) if any("episode_returns" in l for l in lines) else []
   if seeds and all(e for e, _ in seeds):
     return [e for e, _ in seeds], seeds[0][1]
   steps, values, _ = curve(lines, summary, "eval")
@@ -133,9 +139,9 @@ def table(rows) -> str:
       out.append(f"| {label} | | | no evaluation | | |")
       continue
     step, returns, note = fin
-    lo, hi = cli.iqm_ci(returns)
+    lo, hi = stats.iqm_ci(returns)
     per_seed = ", ".join(f"{r:.0f}" for r in returns)
-    out.append(f"| {label} | {len(returns)} | {step}{note} | {cli.iqm(returns):.0f} | "
+    out.append(f"| {label} | {len(returns)} | {step}{note} | {stats.iqm(returns):.0f} | "
                f"{lo:.0f} to {hi:.0f} | {per_seed} |")
   return "\n".join(out) + "\n"
 
@@ -164,7 +170,7 @@ def plot(path, runs, title="", dashed=(), ylabel="episode return"):
   ax.grid(alpha=0.3)
   ax.legend(loc="upper left", fontsize=8)
   fig.tight_layout()
-  cli.save_figure(fig, path)
+  plots.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -186,9 +192,9 @@ def main(argv):
   if not folders and not logs:
     cli.fail("no run folders given; pass one or more folders with metrics.jsonl and "
              "summary.json.")
-  cli.check_out_file(FLAGS.out, "out", FIGURES)
+  files.check_out_file(FLAGS.out, "out", FIGURES)
   table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
-  cli.check_out_file(table_path, "table", (".md",))
+  files.check_out_file(table_path, "table", (".md",))
   for d in folders:
     for name in ("metrics.jsonl", "summary.json"):
       if not os.path.isfile(os.path.join(d, name)):
@@ -225,15 +231,15 @@ def main(argv):
       runs.append(paper_run(label, seeds, end))
       continue
     steps, values, kind = curve(lines, summary, FLAGS.curve)
-    line = None if fin is None else (cli.iqm(fin[1]), f"final IQM at {fin[0]} steps")
+    line = None if fin is None else (stats.iqm(fin[1]), f"final IQM at {fin[0]} steps")
     runs.append((label if FLAGS.curve != "auto" or kind == "eval" else f"{label} (train)",
                  steps, percentile_bands(values, band), values.shape[0], line))
   if logs:
-    seeds = [cli.authors_episodes(log) for log in logs]
+    seeds = [stats.authors_episodes(log) for log in logs]
     runs.append(paper_run("authors", [e for e, _ in seeds], min(end for _, end in seeds)))
   dashed = {runs[labels.index(l)][0] for l in FLAGS.dashed}
-  cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
-  cli.ensure_dir(os.path.dirname(os.path.abspath(table_path)), "table")
+  files.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
+  files.ensure_dir(os.path.dirname(os.path.abspath(table_path)), "table")
   title = FLAGS.title or (
       f"training return, {FLAGS.window}-step moving average: median, 20-80% over seeds"
       if paper else f"median over seeds, {band[0]:g}-{band[1]:g} percentile band")
@@ -257,4 +263,4 @@ def paper_run(label, seed_episodes, end):
 
 
 if __name__ == "__main__":
-  cli.run(main, backend=False)
+  cli.run(main, define_flags, backend=False)

@@ -20,16 +20,18 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files
 import smpc_jax as sj
 from smpc_jax import checkpoint as ckpt
+from smpc_jax import evaluation
 
 FLAGS = flags.FLAGS
 
 
+@cli.once
 def define_flags():
-  """The script's flags (defined only when it runs, so that tests may import
-  its functions beside other drivers that define a flag of the same name)."""
+  """This driver's flags (defined when it runs, not when imported)."""
   flags.DEFINE_string("run_dir", None, "A run's OUT_DIR (holds checkpoints/).")
   flags.DEFINE_string("out", "agent.gif", "Output file: .gif, .mp4 or .png.")
   flags.DEFINE_integer("seed_index", 0, "Which of the run's seeds to show.")
@@ -37,6 +39,8 @@ def define_flags():
   flags.DEFINE_integer("width", 320, "Frame width in pixels.")
   flags.DEFINE_integer("height", 240, "Frame height in pixels.")
   flags.DEFINE_integer("episode_seed", 0, "Key of the rendered episode.")
+
+
 FORMATS = (".gif", ".mp4", ".png")
 MAX_PIXELS = 4096  # per side: within what EGL and OSMesa framebuffers allow
 
@@ -55,28 +59,12 @@ def fit_framebuffer(model, width, height):
 
 
 def episode_qpos(state: sj.TrainState, key, steps: int):
-  """qpos [steps + 1, nq] of one episode acting with the online planner, and
-  alive [steps + 1] (1 up to and including the pose that terminated it;
-  after termination the last pose is held)."""
-  c = state.config
-  env = sj.train.parts(c).environment.env
-
-  def step(carry, k):
-    env_state, warm, alive = carry
-    result = sj.train.plan(state, k, env_state.obs, warm, state.q_params,
-                           num_samples=c.num_samples)
-    nxt = env.step(env_state, result.action)
-    nxt = jax.tree.map(lambda a, b: jax.numpy.where(alive > 0, a, b), nxt, env_state)
-    shown = alive  # the step that terminates is still shown
-    alive = alive * (1.0 - nxt.done)
-    return (nxt, sj.shift(result.plan), alive), (nxt.pipeline_state.qpos, shown)
-
-  k_reset, k_steps = jax.random.split(key)
-  first = env.reset(k_reset)
-  init = (first, jax.numpy.zeros_like(state.plan), jax.numpy.ones(()))
-  _, (qpos, shown) = jax.lax.scan(step, init, jax.random.split(k_steps, steps))
-  return (jax.numpy.concatenate([first.pipeline_state.qpos[None], qpos]),
-          jax.numpy.concatenate([jax.numpy.ones((1,)), shown]))
+  """qpos [steps + 1, nq] of one episode with the controller evaluation uses
+  (smpc_jax.evaluation.episode), and shown [steps + 1] (1 up to and including
+  the pose that terminated it; after termination the last pose is held)."""
+  ep = evaluation.episode(state, key, steps, lambda env_state: env_state.pipeline_state.qpos)
+  return (jax.numpy.concatenate([ep.first[None], ep.observed]),
+          jax.numpy.concatenate([jax.numpy.ones((1,)), ep.alive]))
 
 
 def camera(model):
@@ -131,7 +119,7 @@ def main(argv):
     if not 1 <= getattr(FLAGS, name) <= MAX_PIXELS:
       cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer in "
                f"[1, {MAX_PIXELS}] (pixels).")
-  cli.check_out_file(FLAGS.out, "out", FORMATS)
+  files.check_out_file(FLAGS.out, "out", FORMATS)
   directory = os.path.join(FLAGS.run_dir, "checkpoints")
   if not os.path.isdir(directory):
     cli.fail(f"run_dir={FLAGS.run_dir!r} holds no checkpoints/.")
@@ -164,5 +152,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  cli.run(main)
+  cli.run(main, define_flags)

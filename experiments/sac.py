@@ -54,36 +54,42 @@ import os
 import time
 
 from absl import flags, logging
-import cli  # noqa: I001  (first: it checks the environment before mujoco loads)
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files, stats
 from brax.envs import training as brax_training
 from brax.training.agents.sac import networks as sac_networks
 from brax.training.agents.sac import train as sac
 import jax
 import numpy as np
 
-import brax_sac
+from experiments.harness import brax_sac
 from smpc_jax import envs
 from smpc_jax.config import check_seed, float32_problem
 
-flags.DEFINE_string("env", "hopper", f"Environment: {' | '.join(envs.names())}.")
-flags.DEFINE_integer("seeds", 1, "Independent runs, one after another.")
-flags.DEFINE_integer("seed", 0, "Base seed; run i uses seed + i.")
-flags.DEFINE_integer("total_steps", 1_000_000, "Environment steps per run.")
-flags.DEFINE_integer("episode_length", 1000, "Steps before truncation.")
-flags.DEFINE_integer("eval_every", 10_000, "Environment steps between evaluations.")
-flags.DEFINE_integer("eval_episodes", 4, "Evaluation episodes per point (brax's num_eval_envs).")
-flags.DEFINE_integer("batch_size", 256, "SAC batch per gradient update (CleanRL's 256; ours: 32).")
-flags.DEFINE_integer("grad_updates_per_step", 1, "Gradient updates per env step (ours: 1).")
-flags.DEFINE_integer("min_replay_size", 5000,
-                     "Prefill steps before updates (CleanRL's 5000; ours: 0).")
-flags.DEFINE_float("target_entropy", -1.0,
-                   "SAC's target entropy per action dimension (CleanRL's -1; brax's -0.5).")
-flags.DEFINE_float("learning_rate", 3e-4, "Adam, actor and critic.")
-flags.DEFINE_float("gamma", 0.99, "Discount.")
-flags.DEFINE_float("tau", 0.005, "Polyak rate of the target critic.")
-flags.DEFINE_list("hidden_sizes", ["256", "256"], "Actor and critic MLP widths.")
-flags.DEFINE_string("out_dir", "runs/sac", "Where metrics.jsonl and summary.json go.")
-flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_string("env", "hopper", f"Environment: {' | '.join(envs.names())}.")
+  flags.DEFINE_integer("seeds", 1, "Independent runs, one after another.")
+  flags.DEFINE_integer("seed", 0, "Base seed; run i uses seed + i.")
+  flags.DEFINE_integer("total_steps", 1_000_000, "Environment steps per run.")
+  flags.DEFINE_integer("episode_length", 1000, "Steps before truncation.")
+  flags.DEFINE_integer("eval_every", 10_000, "Environment steps between evaluations.")
+  flags.DEFINE_integer("eval_episodes", 4, "Evaluation episodes per point (brax's num_eval_envs).")
+  flags.DEFINE_integer("batch_size", 256, "SAC batch per gradient update (CleanRL's 256; ours: 32).")
+  flags.DEFINE_integer("grad_updates_per_step", 1, "Gradient updates per env step (ours: 1).")
+  flags.DEFINE_integer("min_replay_size", 5000,
+                       "Prefill steps before updates (CleanRL's 5000; ours: 0).")
+  flags.DEFINE_float("target_entropy", -1.0,
+                     "SAC's target entropy per action dimension (CleanRL's -1; brax's -0.5).")
+  flags.DEFINE_float("learning_rate", 3e-4, "Adam, actor and critic.")
+  flags.DEFINE_float("gamma", 0.99, "Discount.")
+  flags.DEFINE_float("tau", 0.005, "Polyak rate of the target critic.")
+  flags.DEFINE_list("hidden_sizes", ["256", "256"], "Actor and critic MLP widths.")
+  flags.DEFINE_string("out_dir", "runs/sac", "Where metrics.jsonl and summary.json go.")
+  flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -173,10 +179,10 @@ def write_outputs(out, runs, wall_s, sps, hidden):
           line[name] = [r[i][2][name] for r in runs]
       f.write(json.dumps(line) + "\n")
   final = np.array([r[-1][1] for r in runs])
-  cli.write_json(os.path.join(out, "summary.json"), dict(
+  files.write_json(os.path.join(out, "summary.json"), dict(
       algorithm="sac (brax.training.agents.sac)", env=FLAGS.env, seeds=len(runs),
       total_steps=runs[0][-1][0], final_returns=final.tolist(),
-      final_return_iqm=cli.iqm(final), final_return_iqm_ci95=cli.iqm_ci(final),
+      final_return_iqm=stats.iqm(final), final_return_iqm_ci95=stats.iqm_ci(final),
       final_return_median=float(np.median(final)), sps=sps, wall_s=wall_s,
       backend=jax.devices()[0].platform, device=str(jax.devices()[0].device_kind),
       jax_version=jax.__version__,
@@ -195,7 +201,7 @@ def train(argv):
   hidden = check_flags()
   brax_sac.restore_device_put_replicated()
   out = FLAGS.out_dir
-  cli.claim_run_dir(out, "sac.py", overwrite=FLAGS.overwrite)
+  files.claim_run_dir(out, "sac.py", overwrite=FLAGS.overwrite)
   env = envs.make(FLAGS.env).env
   print(f"SAC (brax) on {FLAGS.env}: {FLAGS.seeds} seed(s) x {FLAGS.total_steps} steps, "
         f"batch {FLAGS.batch_size} x {FLAGS.grad_updates_per_step} update(s) per env step, "
@@ -218,4 +224,4 @@ def train(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

@@ -13,7 +13,7 @@ jaxpr equations (counted into every sub-jaxpr: scans, conds, pjits), with
 reads its optimised HLO: the kernels it runs one after another, weighted by
 loop trip counts, per part of the step (the named scopes of `train_step`),
 the host round trips, and every while loop with its trips (see
-experiments/serial_depth.py for what counts). The counts are of this
+experiments/harness/serial_depth.py for what counts). The counts are of this
 backend's program (XLA:CPU here fuses differently from XLA:GPU).
 """
 
@@ -25,19 +25,25 @@ import re
 from absl import flags, logging
 import jax
 
-import cli
-import serial_depth
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import config_flags, files
+from experiments.harness import serial_depth
 import smpc_jax as sj
 
 # The named scopes of `train_step`, in the order the report lists them.
 PARTS = ("physics", "online_plan", "targets", "updates", "reset")
 
-flags.DEFINE_string("out", None, "Also write the counts to this JSON file.")
-flags.DEFINE_boolean("hlo", False, "Also lower to StableHLO and count its operations.")
-flags.DEFINE_boolean("serial", False, "Also compile the step and count the kernels it runs one "
-                     "after another (per env step, by part) and its while loops' trips.")
-flags.DEFINE_string("hlo_out", None, "With --serial: write the step's optimised HLO here.")
-cli.define_config_flags()
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_string("out", None, "Also write the counts to this JSON file.")
+  flags.DEFINE_boolean("hlo", False, "Also lower to StableHLO and count its operations.")
+  flags.DEFINE_boolean("serial", False, "Also compile the step and count the kernels it runs one "
+                       "after another (per env step, by part) and its while loops' trips.")
+  flags.DEFINE_string("hlo_out", None, "With --serial: write the step's optimised HLO here.")
+  config_flags.define_config_flags()
+
+
 FLAGS = flags.FLAGS
 
 
@@ -57,7 +63,7 @@ def count_eqns(jaxpr) -> int:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  config = cli.config_from_flags()
+  config = config_flags.config_from_flags()
   state = jax.eval_shape(lambda k: sj.init(config, k), jax.random.PRNGKey(0))
   key = jax.random.PRNGKey(1)
   jaxpr = jax.make_jaxpr(sj.train_step)(state, key)
@@ -82,8 +88,8 @@ def main(argv):
     result["serial"] = dict(depth.as_dict(), backend=jax.default_backend(),
                             per="env step")
   if FLAGS.out:
-    cli.write_json(FLAGS.out, result)
+    files.write_json(FLAGS.out, result)
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

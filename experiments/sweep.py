@@ -4,21 +4,27 @@
       --seeds=2 --total_steps=20000 --out_dir=DIR
   python experiments/sweep.py --grid=temperature=0.1,1 --grid=tau=0.005,0.05 \\
       --seeds=3 --out_dir=DIR          # 2 x 2 combinations x 3 seeds = 12 runs
+  python -m experiments.sweep ...same flags... --resume      # continue DIR's sweep
 
 Swept parameters are the hyperparameters held as array leaves of the state
 (temperature, noise_var, gamma, tau, learning_rate). `--grid=NAME=V1,V2,...`
 (repeatable) sweeps every combination of the given values; `--param/--values`
 is the one-parameter form. Every other Config field is a flag as in train.py;
 --shard_seeds splits the runs (combinations x seeds) over the devices.
-Writes DIR/summary.json (final evaluation returns per combination and seed,
-their IQM with a 95% bootstrap interval, median), DIR/table.md (the same as a
-table), DIR/returns.png and, for two parameters, DIR/heatmap.png.
+It runs exactly --total_steps (the last chunk shorter if need be), through
+train.py's loop (harness/loop.py): a non-finite value stops it naming the run,
+SIGINT/SIGTERM stop it after the chunk with a checkpoint, and --resume
+continues it bit for bit. Writes DIR/summary.json (final evaluation returns
+per combination and seed, their IQM with a 95% bootstrap interval, median),
+DIR/table.md (the same as a table), DIR/returns.png, for two parameters
+DIR/heatmap.png, and DIR/checkpoints/ (orbax).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 
 from absl import flags, logging
@@ -26,21 +32,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import cli
-import devices
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import config_flags, devices, files, loop, plots, signals, stats
 import smpc_jax as sj
+from smpc_jax import checkpoint as ckpt
 from smpc_jax import sharding
 
 SWEEPABLE = ("temperature", "noise_var", "gamma", "tau", "learning_rate")
-flags.DEFINE_string("param", "tau", f"What to sweep: {', '.join(SWEEPABLE)}.")
-flags.DEFINE_list("values", ["0.005", "0.02"], "Values of --param, comma separated.")
-flags.DEFINE_multi_string("grid", [], "NAME=V1,V2,...: one swept parameter of a grid "
-                          "(repeat the flag for more; replaces --param/--values).")
-flags.DEFINE_integer("seeds", 2, "Seeds per combination.")
-flags.DEFINE_integer("seed", 0, "Base seed.")
-flags.DEFINE_string("out_dir", "runs/sweep", "Where summary, table and plots go.")
-flags.DEFINE_boolean("overwrite", False, "Replace a previous sweep in --out_dir.")
-cli.define_config_flags()
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_string("param", "tau", f"What to sweep: {', '.join(SWEEPABLE)}.")
+  flags.DEFINE_list("values", ["0.005", "0.02"], "Values of --param, comma separated.")
+  flags.DEFINE_multi_string("grid", [], "NAME=V1,V2,...: one swept parameter of a grid "
+                            "(repeat the flag for more; replaces --param/--values).")
+  flags.DEFINE_integer("seeds", 2, "Seeds per combination.")
+  flags.DEFINE_integer("seed", 0, "Base seed.")
+  flags.DEFINE_string("out_dir", "runs/sweep", "Where summary, table and plots go.")
+  flags.DEFINE_boolean("overwrite", False, "Replace a previous sweep in --out_dir.")
+  flags.DEFINE_boolean("resume", False, "Continue the sweep in --out_dir from its latest "
+                       "checkpoint.")
+  flags.DEFINE_integer("checkpoint_every", 10_000,
+                       "Save a checkpoint every this many env steps (0: only at the end and "
+                       "on a signal).")
+  flags.DEFINE_integer("keep_checkpoints", 2, "Checkpoints kept (the latest ones).")
+  config_flags.define_config_flags()
+  devices.define_flags()
+
+
 FLAGS = flags.FLAGS
 
 
@@ -147,7 +166,7 @@ def label(params, combo) -> str:
 
 def table_rows(params, combos, final) -> list:
   """One dict per combination: its values, final-return IQM, 95% interval, median."""
-  return [dict(**dict(zip(params, combo)), iqm=cli.iqm(r), iqm_ci95=cli.iqm_ci(r),
+  return [dict(**dict(zip(params, combo)), iqm=stats.iqm(r), iqm_ci95=stats.iqm_ci(r),
                median=float(np.median(r)), returns=np.asarray(r).tolist())
           for combo, r in zip(combos, final)]
 
@@ -187,7 +206,7 @@ def plot_heatmap(path, grid, iqms, title=""):
   fig.colorbar(im, ax=ax, label="IQM of final return")
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  cli.save_figure(fig, path)
+  plots.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -196,21 +215,36 @@ def main(argv):
     sweep(argv)
 
 
+def check_resumable(saved: dict, config: sj.Config, grid, n_seeds: int):
+  """Raises ValueError naming the first difference between a checkpoint's
+  sweep and the flags' that a resumed sweep cannot take."""
+  for name, key, want in (("grid", "grid", [[p, list(v)] for p, v in grid]),
+                          ("seeds", "seeds_per_combination", n_seeds), ("seed", "seed", FLAGS.seed)):
+    if saved.get(key) != want:
+      raise ValueError(f"{name}={saved.get(key)!r} in the checkpoint, {want!r} in the flags; "
+                       f"resume with the same {name}")
+  differs = ckpt.mismatch(ckpt.config_from_dict(saved["config"]), config)
+  if differs:
+    raise ValueError(f"{differs}; only {', '.join(ckpt.RESUMABLE_FIELDS)} may change")
+  if config.total_steps < saved["done_steps"]:
+    raise ValueError(f"total_steps={config.total_steps} is invalid; the checkpoint has done "
+                     f"{saved['done_steps']} steps, so it must be >= {saved['done_steps']}")
+
+
 def sweep(argv):
   cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
-  config = cli.config_from_flags()
+  config = config_flags.config_from_flags()
   grid = grid_from_flags(config)
-  if FLAGS.seeds < 1:
-    cli.fail(f"seeds={FLAGS.seeds} is invalid; it must be an integer >= 1.")
+  for name, low in (("seeds", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1)):
+    if getattr(FLAGS, name) < low:
+      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= {low}.")
+  if FLAGS.resume and FLAGS.overwrite:
+    cli.fail("resume and overwrite were both given; choose one.")
   try:
     sj.config.check_seed(FLAGS.seed)
   except ValueError as e:
     cli.fail(str(e))
-  if config.total_steps % config.chunk_steps and config.total_steps > config.chunk_steps:
-    cli.fail(f"total_steps={config.total_steps} is invalid with chunk_steps="
-             f"{config.chunk_steps}; a sweep runs whole chunks, so it must be a multiple "
-             f"of chunk_steps.")
   params = [p for p, _ in grid]
   combos = list(itertools.product(*[v for _, v in grid]))  # [C] tuples of [P]
   n_seeds, n_runs = FLAGS.seeds, len(combos) * FLAGS.seeds
@@ -220,57 +254,97 @@ def sweep(argv):
   print_ = print if writer else (lambda *a, **k: None)
   out = FLAGS.out_dir
   if writer:
-    cli.claim_run_dir(out, "sweep.py", overwrite=FLAGS.overwrite)
-  print_(f"sweep {' x '.join(f'{p} {v}' for p, v in grid)}: {len(combos)} combination(s) x "
-         f"{n_seeds} seed(s) = {n_runs} runs in one program, {config.total_steps} steps each, "
-         f"{devices.describe(mesh)}", flush=True)
+    files.claim_run_dir(out, "sweep.py", FLAGS.resume, FLAGS.overwrite)
+    if FLAGS.resume and not ckpt.steps(os.path.join(out, "checkpoints")):
+      cli.fail(f"resume: no complete checkpoint in {os.path.abspath(out)}/checkpoints.")
+  sharding.barrier("out_dir")
+  mngr = ckpt.manager(os.path.join(out, "checkpoints"), FLAGS.keep_checkpoints)
 
   keys, eval_keys, swept = runs(combos, n_seeds, FLAGS.seed)  # [R, 2], [R, 2], [R, P]
   place = lambda x: (jnp.asarray(x) if mesh is None else jax.make_array_from_callback(
       x.shape, sharding.seed_sharding(mesh), lambda idx: x[idx]))
-  init = jax.vmap(lambda k, v: with_values(sj.init(config, k), params, v))
-  state = sharding.seed_jit(init, mesh)(place(keys), place(swept))
-  chunk = min(config.chunk_steps, config.total_steps)
+  if FLAGS.resume:
+    def check(saved):
+      try:
+        check_resumable(saved, config, grid, n_seeds)
+      except ValueError as e:
+        cli.fail(f"resume: {e}.", hard=True)
+    try:
+      step, state, progress, damaged = ckpt.restore_intact(mngr, mesh, check)
+      state = sharding.reshard(ckpt.extend(state, config), mesh)
+    except ckpt.CheckpointError as e:
+      cli.fail(f"resume: {e}.", hard=True)
+    for _, reason in damaged:
+      print(f"warning: resume: {reason}; resuming from step {step}, the newest intact "
+            "checkpoint.", file=sys.stderr, flush=True)
+    progress["config"] = ckpt.config_to_dict(config)
+  else:
+    init = jax.vmap(lambda k, v: with_values(sj.init(config, k), params, v))
+    state = sharding.seed_jit(init, mesh)(place(keys), place(swept))
+    # "seeds" counts the vmapped runs (smpc_jax.checkpoint restores that many).
+    progress = dict(config=ckpt.config_to_dict(config), seeds=n_runs,
+                    seeds_per_combination=n_seeds, seed=FLAGS.seed,
+                    grid=[[p, list(v)] for p, v in grid], done_steps=0, chunk_index=0,
+                    run_s=0.0, steps=[], curves=[])
+  print_(f"sweep {' x '.join(f'{p} {v}' for p, v in grid)}: {len(combos)} combination(s) x "
+         f"{n_seeds} seed(s) = {n_runs} runs in one program, {config.total_steps} steps each, "
+         f"{devices.describe(mesh)}"
+         + (f", resumed at step {progress['done_steps']}" if FLAGS.resume else ""), flush=True)
+  stop = signals.StopRequest()
   t0 = time.perf_counter()
-  run = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, chunk)), mesh,
-                          donate_argnums=0).lower(state).compile()  # once
-  steps, curves, done = [], [], 0
-  while done < config.total_steps:  # total_steps is a whole number of chunks
-    state, m = run(state)
-    m = sharding.gather(m)  # every leaf [R, chunk]
-    done += chunk
-    rets = [m["episode_return"][i][m["done"][i]] for i in range(n_runs)]
-    curves.append([float(np.mean(r)) if len(r) else float("nan") for r in rets])
-    steps.append(done)
-    with np.errstate(all="ignore"):
-      by_combo = np.nanmedian(np.reshape(curves[-1], (len(combos), -1)), 1)
-    print_(f"step {done:>8d}  median train return per combination "
-           f"{np.round(by_combo, 0).tolist()}  ({time.perf_counter() - t0:.0f}s)", flush=True)
+  programs = loop.programs(lambda n: sharding.seed_jit(jax.vmap(lambda s: sj.run(s, n)), mesh,
+                                                       donate_argnums=0).lower(state),
+                           config.total_steps, config.chunk_steps, progress["done_steps"])
   evaluate = sharding.seed_jit(jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)),
                                mesh)
+
+  def on_chunk(state, c):
+    m = c.metrics
+    rets = [m["episode_return"][i][m["done"][i]] for i in range(n_runs)]
+    progress["curves"].append([float(np.mean(r)) if len(r) else None for r in rets])
+    progress["steps"].append(c.done)
+    with np.errstate(all="ignore"):
+      by_combo = np.nanmedian(np.reshape(np.array(progress["curves"][-1], np.float64),
+                                         (len(combos), -1)), 1)
+    print_(f"step {c.done:>8d}  median train return per combination "
+           f"{np.round(by_combo, 0).tolist()}  ({time.perf_counter() - t0:.0f}s)", flush=True)
+
+  def on_stop(reason):
+    files.write_json(os.path.join(out, "summary.json"), dict(
+        env=config.env, params=params, seeds=n_seeds, total_steps=config.total_steps,
+        steps_done=progress["done_steps"], finished=False, stopped_by=reason))
+
+  def run_name(i):
+    return f"{label(params, combos[i // n_seeds])}, seed {i % n_seeds}"
+
+  state = loop.run(state, progress, programs, config.total_steps, config.chunk_steps, mngr,
+                   FLAGS.checkpoint_every, loop.Driver(on_chunk, on_stop, run_name=run_name),
+                   stop)
+  done = progress["done_steps"]
   final = sharding.gather(evaluate(state, place(eval_keys))).mean(1).reshape(len(combos), n_seeds)
   rows = table_rows(params, combos, final)
   summary = dict(
       env=config.env, params=params, grid={p: v for p, v in grid},
       combinations=[list(c) for c in combos], seeds=n_seeds, total_steps=done,
-      final_returns=final.tolist(),
+      steps_done=done, finished=True, final_returns=final.tolist(),
       final_return_iqm=[r["iqm"] for r in rows],
       final_return_iqm_ci95=[r["iqm_ci95"] for r in rows],
       final_return_median=[r["median"] for r in rows], table=rows,
-      wall_s=time.perf_counter() - t0, backend=jax.devices()[0].platform,
+      wall_s=time.perf_counter() - t0, run_s=progress["run_s"],
+      backend=jax.devices()[0].platform,
       devices=jax.device_count() if mesh is not None else 1,
       processes=jax.process_count(), config={k: v for k, v in config.__dict__.items()})
   if len(grid) == 1:  # The one-parameter form's keys, as before.
     summary.update(param=params[0], values=grid[0][1])
   if not writer:
     return
-  cli.write_json(os.path.join(out, "summary.json"), summary)
+  files.write_json(os.path.join(out, "summary.json"), summary)
   write_table(os.path.join(out, "table.md"), params, rows, n_seeds, done)
-  curves = np.asarray(curves).T.reshape(len(combos), n_seeds, -1)
+  curves = np.array(progress["curves"], np.float64).T.reshape(len(combos), n_seeds, -1)
   names = grid[0][1] if len(grid) == 1 else [label(params, c) for c in combos]
-  cli.plot_sweep(os.path.join(out, "returns.png"), steps, curves, names,
-                 title=f"softMPCritic, {config.env}: {' x '.join(params)} sweep, "
-                       f"{n_seeds} seeds each")
+  plots.plot_sweep(os.path.join(out, "returns.png"), progress["steps"], curves, names,
+                   title=f"softMPCritic, {config.env}: {' x '.join(params)} sweep, "
+                         f"{n_seeds} seeds each")
   written = ["summary.json", "table.md", "returns.png"]
   if len(grid) == 2:
     plot_heatmap(os.path.join(out, "heatmap.png"), grid, summary["final_return_iqm"],
@@ -280,8 +354,8 @@ def sweep(argv):
     lo, hi = r["iqm_ci95"]
     print(f"{label(params, combo)}: final evaluation returns {np.round(r['returns'], 1).tolist()}  "
           f"IQM {r['iqm']:.1f} (95% CI {lo:.0f}-{hi:.0f})")
-  print(f"wrote {out}/" + ", ".join(written))
+  print(f"wrote {out}/" + ", ".join(written + ["checkpoints/"]))
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

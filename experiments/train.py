@@ -25,27 +25,32 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-import cli
-import devices
-import progress as show
-import signals
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import config_flags, devices, files, loop, plots, signals, stats
+from experiments.harness import progress as show
 import smpc_jax as sj
 from smpc_jax import checkpoint as ckpt
 from smpc_jax import sharding
 
-flags.DEFINE_integer("seeds", 1, "Independent runs, vmapped in one program.")
-flags.DEFINE_integer("seed", 0, "Base seed; run i uses PRNGKey(seed) split i ways.")
-flags.DEFINE_string("out_dir", "runs/latest", "Where metrics, summary, plot and checkpoints go.")
-flags.DEFINE_integer("eval_every", 0, "Evaluate every this many chunks (0: only at the end).")
-flags.DEFINE_integer("checkpoint_every", 10_000,
-                     "Save a checkpoint every this many env steps (0: only at the end and "
-                     "on a signal).")
-flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the latest ones).")
-flags.DEFINE_boolean("resume", False, "Continue the run in --out_dir from its latest checkpoint.")
-flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
-flags.DEFINE_boolean("tensorboard", False, "Write TensorBoard scalars to OUT_DIR/tensorboard.")
-flags.DEFINE_integer("plot_every_s", 30, "Refresh returns.png at most this often (seconds).")
-cli.define_config_flags()
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_integer("seeds", 1, "Independent runs, vmapped in one program.")
+  flags.DEFINE_integer("seed", 0, "Base seed; run i uses PRNGKey(seed) split i ways.")
+  flags.DEFINE_string("out_dir", "runs/latest", "Where metrics, summary, plot and checkpoints go.")
+  flags.DEFINE_integer("eval_every", 0, "Evaluate every this many chunks (0: only at the end).")
+  flags.DEFINE_integer("checkpoint_every", 10_000,
+                       "Save a checkpoint every this many env steps (0: only at the end and "
+                       "on a signal).")
+  flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the latest ones).")
+  flags.DEFINE_boolean("resume", False, "Continue the run in --out_dir from its latest checkpoint.")
+  flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
+  flags.DEFINE_boolean("tensorboard", False, "Write TensorBoard scalars to OUT_DIR/tensorboard.")
+  flags.DEFINE_integer("plot_every_s", 30, "Refresh returns.png at most this often (seconds).")
+  config_flags.define_config_flags()
+  devices.define_flags()
+
+
 FLAGS = flags.FLAGS
 
 DRIVER_FLAGS = ("seeds", "seed", "out_dir", "eval_every", "checkpoint_every",
@@ -68,9 +73,9 @@ def check_flags():
 
 
 def prepare_out_dir(out):
-  """Makes `out` this run's folder (see cli.claim_run_dir: one run per
+  """Makes `out` this run's folder (see files.claim_run_dir: one run per
   folder, held by one process); a resumed run needs a finished checkpoint."""
-  cli.claim_run_dir(out, "train.py", FLAGS.resume, FLAGS.overwrite)
+  files.claim_run_dir(out, "train.py", FLAGS.resume, FLAGS.overwrite)
   directory = os.path.join(out, "checkpoints")
   if FLAGS.resume and not ckpt.steps(directory):
     cli.fail(f"resume: out_dir={out!r} holds no checkpoints to resume from."
@@ -146,44 +151,26 @@ def write_outputs(out, config, run, final=None, extra=None):
                  finished=final is not None,
                  sps=run["done_steps"] / max(run["run_s"], 1e-9),
                  backend=jax.devices()[0].platform, device=str(jax.devices()[0].device_kind),
-                 jax_version=jax.__version__, command=cli.command_line(),
-                 flags=cli.flag_values(DRIVER_FLAGS),
+                 jax_version=jax.__version__, command=config_flags.command_line(),
+                 flags=config_flags.flag_values(DRIVER_FLAGS),
                  config=dataclasses.asdict(config))
   if final is not None:  # [S, episodes]
     r = final.mean(1)
     summary.update(final_returns=r.tolist(), final_episode_returns=final.tolist(),
-                   final_return_iqm=cli.iqm(r), final_return_iqm_ci95=cli.iqm_ci(r),
+                   final_return_iqm=stats.iqm(r), final_return_iqm_ci95=stats.iqm_ci(r),
                    final_return_median=float(np.median(r)))
   summary.update(extra or {})
-  cli.write_json(os.path.join(out, "summary.json"), summary)
+  files.write_json(os.path.join(out, "summary.json"), summary)
   plot(out, config, run)
   return summary
 
 
 def plot(out, config, run):
   if run["steps"]:
-    cli.plot_returns(os.path.join(out, "returns.png"), run["steps"],
+    plots.plot_returns(os.path.join(out, "returns.png"), run["steps"],
                      np.array(run["curves"], np.float64).T,
                      [(s, np.asarray(r)) for s, r in run["eval_points"]],
                      title=f"{algorithm(config)}, {config.env}, {run['seeds']} seeds")
-
-
-def save_failed(out, config, run, mngr, error, writer, compile_s):
-  """A checkpoint could not be written (a full disk): one line naming what
-  is kept, summary.json (and the plot) if they still fit, exit 1."""
-  kept = ckpt.steps(str(mngr.directory))
-  if writer:
-    try:
-      write_outputs(out, config, run, extra=dict(stopped_by="failed save", compile_s=compile_s))
-    except OSError:
-      pass  # the disk is full: what was written before stays as it was
-  print(f"error: {error}; stopped at step {run['done_steps']}. Kept: {out}/metrics.jsonl up to "
-        f"step {run['done_steps']}"
-        + (f", the last good checkpoint (step {kept[-1]})" if kept else ", no checkpoint")
-        + ". Free some space, then "
-        + ("continue with --resume." if kept else "start again with --overwrite."),
-        file=sys.stderr, flush=True)
-  os._exit(1)  # orbax's threads may still hold the failed save's files
 
 
 def main(argv):
@@ -195,7 +182,7 @@ def main(argv):
 def train(argv):
   cli.no_positional(argv)
   logging.set_verbosity(logging.WARNING)
-  config = cli.config_from_flags()
+  config = config_flags.config_from_flags()
   check_flags()
   out, n_seeds = FLAGS.out_dir, FLAGS.seeds
   mesh = devices.setup(n_seeds)  # None: one device; else the seeds over a mesh.
@@ -213,33 +200,22 @@ def train(argv):
     state = sharding.reshard(state, mesh)  # as the compiled chunk's outputs are placed
   else:
     state, run = fresh_run(config, n_seeds, mesh)
-  stop = signals.StopRequest()
   print(f"{algorithm(config)} (control={config.control}, targets={config.targets}) on "
         f"{config.env}: {n_seeds} seed(s) x {config.total_steps} steps, "
         f"{devices.describe(mesh)}"
         + (f", resumed at step {run['done_steps']}" if FLAGS.resume else ""), flush=True)
   print(config, flush=True)
+  stop = signals.StopRequest()
 
+  # Every program compiled up front (a Compiled refuses inputs sharded otherwise).
   t0 = time.perf_counter()
-  chunk = min(config.chunk_steps, config.total_steps)
-  chunks = {}  # steps per compiled chunk -> compiled program (at most two)
-
-  def compiled(n):
-    if n not in chunks:  # Lowered once; a Compiled refuses inputs sharded otherwise.
-      chunks[n] = sharding.seed_jit(jax.vmap(lambda s: sj.run(s, n)), mesh,
-                                    donate_argnums=0).lower(state).compile()
-      sharding.barrier(f"compiled_{n}")  # no process runs it while another compiles
-    return chunks[n]
-
-  # Compiled up front too, for the same reason.
   evaluate = sharding.seed_jit(
       jax.vmap(lambda s, k: sj.evaluate(s, k, config.eval_episodes)), mesh).lower(
           state, sharding.seed_keys(jax.random.PRNGKey(0), n_seeds, mesh)).compile()
   sharding.barrier("compiled_evaluate")
-  compiled(chunk)
-  rest = (config.total_steps - run["done_steps"]) % chunk
-  if rest:  # the short last chunk's program, compiled outside the timed chunks
-    compiled(rest)
+  chunks = loop.programs(lambda n: sharding.seed_jit(jax.vmap(lambda s: sj.run(s, n)), mesh,
+                                                     donate_argnums=0).lower(state),
+                         config.total_steps, config.chunk_steps, run["done_steps"])
   compile_s = time.perf_counter() - t0
   print(f"compiled in {compile_s:.1f}s (chunks of {' and '.join(map(str, chunks))} steps)",
         flush=True)
@@ -248,71 +224,48 @@ def train(argv):
 
   metrics_path = os.path.join(out, "metrics.jsonl") if writer else os.devnull
   if writer:  # a resumed run rewrites the lines up to its checkpoint, atomically
-    with cli.atomic(metrics_path) as tmp, open(tmp, "w") as f:
+    with files.atomic(metrics_path) as tmp, open(tmp, "w") as f:
       f.writelines(json.dumps(line) + "\n" for line in run["lines"])
-  with open(metrics_path, "a") as log:
-    last_plot = time.perf_counter()
-    while run["done_steps"] < config.total_steps:
-      before = run["done_steps"]
-      n = min(chunk, config.total_steps - before)
-      t = time.perf_counter()
-      state, m = compiled(n)(state)
-      m = sharding.gather(m)  # every leaf [S, n], numpy, on every process
-      dt = time.perf_counter() - t
-      done = before + n
-      line = metrics_line(m, done, n / dt)
-      bad = show.first_nonfinite(m["finite"], before + 1)
-      if bad:
-        log.write(json.dumps(cli.strict(line)) + "\n")
-        log.flush()
-        seed, quantity, step = bad
-        kept = mngr.latest_step()
-        print(f"error: non-finite {quantity} in seed {seed} at step {step}; stopped. "
-              + (f"The last good checkpoint (step {kept}) is kept in {mngr.directory}."
-                 if kept is not None else "No checkpoint was saved before it."),
-              file=sys.stderr)
-        sys.exit(1)
-      run["done_steps"], run["run_s"] = done, run["run_s"] + dt
-      run["chunk_index"] += 1
-      if FLAGS.eval_every and run["chunk_index"] % FLAGS.eval_every == 0:
-        eval_key, k = jax.random.split(np.asarray(run["eval_key"], np.uint32))
-        r = sharding.gather(evaluate(state, sharding.seed_keys(k, n_seeds, mesh))).mean(1)
-        run["eval_key"] = ckpt.to_jsonable(eval_key)
-        line["eval_returns"] = r.tolist()
-        run["eval_points"].append((done, r.tolist()))
-      run["lines"].append(cli.strict(line))
-      log.write(json.dumps(run["lines"][-1]) + "\n")
-      log.flush()
-      run["steps"].append(done)
-      run["curves"].append(line["mean_return"])
-      sps_all = run["done_steps"] / run["run_s"]
-      print(show.chunk_line(done, config.total_steps, n / dt, line,
-                            (config.total_steps - done) / max(sps_all, 1e-9)), flush=True)
-      if tb:
-        tb.write(done, line)
-      every = FLAGS.checkpoint_every
-      stopping = sharding.any_process(stop.requested)  # every process stops at one chunk
-      if (stopping or done == config.total_steps
-          or (every and done // every > before // every)):
-        try:
-          ckpt.save(mngr, done, state, run)
-        except ckpt.CheckpointError as e:
-          save_failed(out, config, run, mngr, e, writer, compile_s)
-      if stopping:
-        # A process that got no signal itself stops with the others (SIGTERM's code).
-        name = stop.name if stop.requested else "another process's signal"
-        if tb:
-          tb.close()
-        if writer:
-          write_outputs(out, config, run, extra=dict(stopped_by=name, compile_s=compile_s))
-        print(f"stopped by {name} at step {done}; resume with: "
-              f"{cli.command_line(drop=('resume', 'overwrite'), add=('--resume',))}",
-              flush=True)
-        sharding.barrier("stopped")  # the other processes wait while process 0 writes
-        sys.exit(stop.exit_code if stop.requested else 128 + 15)
-      if writer and time.perf_counter() - last_plot >= FLAGS.plot_every_s:
-        plot(out, config, run)
-        last_plot = time.perf_counter()
+  log = open(metrics_path, "a")
+  last_plot = [time.perf_counter()]
+
+  def on_chunk(state, c):
+    line = metrics_line(c.metrics, c.done, c.steps / c.seconds)
+    if FLAGS.eval_every and run["chunk_index"] % FLAGS.eval_every == 0:
+      eval_key, k = jax.random.split(np.asarray(run["eval_key"], np.uint32))
+      r = sharding.gather(evaluate(state, sharding.seed_keys(k, n_seeds, mesh))).mean(1)
+      run["eval_key"] = ckpt.to_jsonable(eval_key)
+      line["eval_returns"] = r.tolist()
+      run["eval_points"].append((c.done, r.tolist()))
+    run["lines"].append(files.strict(line))
+    log.write(json.dumps(run["lines"][-1]) + "\n")
+    log.flush()
+    run["steps"].append(c.done)
+    run["curves"].append(line["mean_return"])
+    print(show.chunk_line(c.done, config.total_steps, c.steps / c.seconds, line,
+                          (config.total_steps - c.done) * run["run_s"] / c.done), flush=True)
+    if tb:
+      tb.write(c.done, line)
+    if writer and time.perf_counter() - last_plot[0] >= FLAGS.plot_every_s:
+      plot(out, config, run)
+      last_plot[0] = time.perf_counter()
+
+  def on_nonfinite(c):
+    log.write(json.dumps(files.strict(metrics_line(c.metrics, c.done, c.steps / c.seconds)))
+              + "\n")
+    log.flush()
+
+  def on_stop(reason):
+    if tb:
+      tb.close()
+    write_outputs(out, config, run, extra=dict(stopped_by=reason, compile_s=compile_s))
+
+  state = loop.run(state, run, chunks, config.total_steps, config.chunk_steps, mngr,
+                   FLAGS.checkpoint_every,
+                   loop.Driver(on_chunk, on_stop, on_nonfinite,
+                               kept=lambda step: f"{out}/metrics.jsonl up to step {step}"),
+                   stop)
+  log.close()
 
   # The final evaluation draws from a copy of the key: the checkpoint keeps
   # the run's own, so a longer run resumed from here evaluates as if started long.
@@ -342,4 +295,4 @@ def train(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

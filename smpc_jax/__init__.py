@@ -12,7 +12,9 @@ Where the paper lives:
   sharding.py    seeds over devices and processes (jax.sharding).
   envs/          the task registry (envs.register): the paper's tasks on MJX,
                  Walker2d, brax's; known reward and termination.
-  evaluation.py  evaluation episodes.
+  evaluation.py  episodes with the online controller: `episode` (also the
+                 video's), `evaluate` (their returns).
+  types.py       the reward and termination callables envs and planner share.
   config.py      the frozen Config and its presets.
 """
 

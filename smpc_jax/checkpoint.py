@@ -69,11 +69,13 @@ def _first_sentence(e: Exception) -> str:
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
   """A synchronous manager (the state is donated to the next chunk right
   after a save, so the save must be complete when it returns)."""
+  # (orbax 0.12 documents max_to_keep and item_names as deprecated: the
+  # preservation policy keeps the latest saves, and the handlers of "state"
+  # and "progress" follow from the args each save and restore passes.)
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-      enable_async_checkpointing=False)
-  mngr = ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=("state", "progress"))
+      preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep), create=True,
+      cleanup_tmp_directories=True, enable_async_checkpointing=False)
+  mngr = ocp.CheckpointManager(os.path.abspath(directory), options=options)
   # Its clean-up of unfinished saves runs in a thread; awaited here, so that a
   # driver that exits right away does not leave it to print into a closed
   # interpreter ("cannot schedule new futures after shutdown").

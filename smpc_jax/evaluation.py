@@ -1,7 +1,11 @@
-"""Evaluation episodes with the online controller (the planner, or the
-actor's greedy mu(s) where config.control == "actor"), vmapped over episodes."""
+"""Episodes with the online controller and no learning: the planner (warm-
+started from the config's initial plan), or the actor's greedy mu(s) where
+config.control == "actor". `episode` is the one episode function: `evaluate`
+sums its rewards, experiments/render.py draws its poses."""
 
 from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,34 +14,44 @@ from smpc_jax import planner
 from smpc_jax.train import TrainState, initial_plan, parts, plan
 
 
-def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
-  """Undiscounted returns [num_episodes] of full episodes (episode_length
-  steps, or until termination) acting with the online planner, or with the
-  actor's noise-free mu(s) where config.control == "actor"; no learning."""
+class Episode(NamedTuple):
+  first: Any  # observe(the reset state)
+  observed: Any  # observe(state) after each step, [T, ...]; after termination the last one held
+  reward: jax.Array  # [T] each step's reward, 0 after the episode ended
+  alive: jax.Array  # [T] 1 for the episode's steps (the terminating one included), then 0
+  total: jax.Array  # [] the undiscounted return, summed step by step
+
+
+def episode(state: TrainState, key, steps: int,
+            observe: Callable[[Any], Any] = lambda env_state: ()) -> Episode:
+  """One episode of at most `steps` env steps from a reset drawn with `key`.
+  After termination the env state is held (the physics of a fallen state
+  may diverge: selected away, so a NaN there cannot leak into the record)."""
   c = state.config
   env = parts(c).environment.env
+  k_reset, k_steps = jax.random.split(key)
 
-  def episode(k):
-    k_reset, k_steps = jax.random.split(k)
+  def step(carry, k):
+    env_state, warm, alive, total = carry
+    if c.control == "actor":
+      action = parts(c).actor.apply(state.actor_params, env_state.obs)
+    else:
+      result = plan(state, k, env_state.obs, warm, state.q_params, num_samples=c.num_samples)
+      action, warm = result.action, planner.shift(result.plan)
+    nxt = env.step(env_state, action)
+    reward = jnp.where(alive > 0, nxt.reward, 0.0)
+    nxt = jax.tree.map(lambda a, b: jnp.where(alive > 0, a, b), nxt, env_state)
+    return (nxt, warm, alive * (1.0 - nxt.done), total + reward), (observe(nxt), reward, alive)
 
-    def step(carry, k):
-      env_state, warm, alive, ret = carry
-      if c.control == "actor":
-        action = parts(c).actor.apply(state.actor_params, env_state.obs)
-      else:
-        result = plan(state, k, env_state.obs, warm, state.q_params,
-                      num_samples=c.num_samples)
-        action, warm = result.action, planner.shift(result.plan)
-      env_state = env.step(env_state, action)
-      # After termination the physics runs on from a fallen state and may
-      # diverge: select, rather than multiply, so a NaN there cannot leak in.
-      ret = ret + jnp.where(alive > 0, env_state.reward, 0.0)
-      alive = alive * (1.0 - env_state.done)
-      return (env_state, warm, alive, ret), None
+  first = env.reset(k_reset)
+  warm = initial_plan(c, state.hparams, jax.random.fold_in(k_reset, 1))  # [H+1, act]
+  (*_, total), (observed, reward, alive) = jax.lax.scan(
+      step, (first, warm, jnp.ones(()), jnp.zeros(())), jax.random.split(k_steps, steps))
+  return Episode(observe(first), observed, reward, alive, total)
 
-    warm = initial_plan(c, state.hparams, jax.random.fold_in(k_reset, 1))  # [H+1, act]
-    init = (env.reset(k_reset), warm, jnp.ones(()), jnp.zeros(()))
-    (_, _, _, ret), _ = jax.lax.scan(step, init, jax.random.split(k_steps, c.episode_length))
-    return ret
 
-  return jax.vmap(episode)(jax.random.split(key, num_episodes))
+def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
+  """Undiscounted returns [num_episodes] of full episodes (episode_length
+  steps, or until termination), vmapped over episodes."""
+  returns = lambda k: episode(state, k, state.config.episode_length).total
+  return jax.vmap(returns)(jax.random.split(key, num_episodes))

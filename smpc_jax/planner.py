@@ -18,13 +18,11 @@ import jax
 import jax.numpy as jnp
 
 from smpc_jax.config import NORMALISERS  # the soft value's normalisers, named once
+from smpc_jax.types import RewardFn, TerminationFn  # the known reward and termination
 
 # (key, s [N, obs], a [N, act]) -> s' [N, obs]. The key lets an ensemble pick
 # members per row; a deterministic model ignores it.
 DynamicsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-# (s [obs], a [act], s' [obs]) -> scalar, for one transition.
-RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 # (s_H [N, obs], a_H [N, act]) -> Q [N], reward units.
 TerminalValueFn = Callable[[jax.Array, jax.Array], jax.Array]
 

@@ -17,7 +17,6 @@ from smpc_jax import actor as actor_lib
 from smpc_jax import networks, replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 STEPS = 300  # two chunks of 150: one compile per variant
 TINY = sj.preset("idp", total_steps=STEPS, num_samples=8, target_samples=4, hidden_sizes=(8,),
@@ -176,7 +175,7 @@ def test_sac_target_entropy_adapter_makes_brax_aim_at_cleanrls():
   rises by exactly 0.5 |A|, and brax's function is back after.
 
   Planted bug seen to fail it: the context yielding without the scaling."""
-  import brax_sac
+  from experiments.harness import brax_sac
   from brax.training import types
   from brax.training.acme import running_statistics, specs
   from brax.training.agents.sac import losses as sac_losses
@@ -243,7 +242,8 @@ def _fake_run(folder, steps, per_seed, eval_key):
 
 
 def test_plot_overlays_folders_and_tabulates(tmp_path, capsys):
-  import plot
+  from experiments import plot
+  plot.define_flags()
   a, b = str(tmp_path / "ours"), str(tmp_path / "sac")
   _fake_run(a, [1000, 2000], [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], "eval_returns")
   _fake_run(b, [0, 1000, 2000], [[0.0, 1.0], [2.0, None], [4.0, 6.0]], "mean_return")

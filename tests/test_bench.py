@@ -9,7 +9,6 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = os.path.join(ROOT, "experiments")
 
 
 @pytest.mark.parametrize("args,words", [
@@ -18,7 +17,7 @@ EXPERIMENTS = os.path.join(ROOT, "experiments")
                         "idp_brax, hopper_brax."),
 ])
 def test_bench_rejects_bad_input_in_one_line(args, words, tmp_path):
-  out = subprocess.run([sys.executable, os.path.join(EXPERIMENTS, "bench.py"),
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench.py"),
                         f"--out={tmp_path}/b.json", *args],
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 2, out.stderr[-2000:]
@@ -29,8 +28,9 @@ def test_bench_rejects_bad_input_in_one_line(args, words, tmp_path):
 
 SCRIPT = """
 import sys
-sys.path.insert(0, {experiments!r})
-import bench
+sys.path.insert(0, {root!r})
+from experiments import bench
+bench.define_flags()
 bench.FLAGS(["bench", "--env=idp", "--seeds=1,16", "--out={out}"])
 rows = [dict(seeds=1, sps_per_seed=100.0, sps_aggregate=100.0, compile_s=1.0,
              peak_memory_bytes=None, matmul_gflops=50.0,
@@ -43,7 +43,7 @@ print(bench.write(rows, [1, 16], 1e6))
 
 
 def test_bench_json_names_runs_and_targets(tmp_path):
-  out = subprocess.run([sys.executable, "-c", SCRIPT.format(experiments=EXPERIMENTS,
+  out = subprocess.run([sys.executable, "-c", SCRIPT.format(root=ROOT,
                                                              out=f"{tmp_path}/b.json")],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -60,8 +60,9 @@ def test_bench_json_names_runs_and_targets(tmp_path):
 
 TINY_SCRIPT = """
 import sys
-sys.path.insert(0, {experiments!r})
-import bench
+sys.path.insert(0, {root!r})
+from experiments import bench
+bench.define_flags()
 bench.FLAGS(["bench", "--env=hopper", "--tiny", "--steps=10", "--repeats=2", "--out="])
 c = bench.bench_config()
 print(c.env, c.num_samples, c.target_samples, c.hidden_sizes, c.batch_size, c.total_steps,
@@ -70,7 +71,7 @@ print(c.env, c.num_samples, c.target_samples, c.hidden_sizes, c.batch_size, c.to
 
 
 def test_bench_tiny_is_the_preset_at_tiny_widths():
-  out = subprocess.run([sys.executable, "-c", TINY_SCRIPT.format(experiments=EXPERIMENTS)],
+  out = subprocess.run([sys.executable, "-c", TINY_SCRIPT.format(root=ROOT)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.split("\n")[0] == "hopper 8 2 (8, 8) 2 30 uniform"

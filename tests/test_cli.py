@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
+from experiments.harness import files, progress, stats  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
@@ -47,7 +47,7 @@ def a_file(tmp_path_factory):
     ("bench.py", ["--steps=0"], "error: steps=0 is invalid; it must be an integer >= 1."),
     ("render.py", ["--run_dir=/nonexistent", "--out=a.avi"],
      "error: out='a.avi' is invalid; it must end in .gif, .mp4, .png."),
-    ("train_returns.py", ["{file}"],
+    ("studies/train_returns.py", ["{file}"],
      "error: '{file}' is neither a run folder with metrics.jsonl nor an authors' .log file."),
     # absl's own parse errors (it printed two lines and exited 1).
     ("train.py", ["--seeds=abc"], "error: seeds='abc' is invalid; it must be an integer."),
@@ -90,9 +90,9 @@ def a_file(tmp_path_factory):
     ("plot.py", ["{tmp}", "--out={file}/fig.png"],  # it named a flag it lacks, out_dir
      "error: out='{file}/fig.png' cannot be created or written: '{file}' is not a writable "
      "directory."),
-    ("train_returns.py", ["{tmp}", "--out={tmp}/table.json"],
+    ("studies/train_returns.py", ["{tmp}", "--out={tmp}/table.json"],
      "error: out='{tmp}/table.json' is invalid; it must end in .md."),
-    ("train_returns.py", ["{tmp}", "--window=-5"],
+    ("studies/train_returns.py", ["{tmp}", "--window=-5"],
      "error: window=-5 is invalid; it must be an integer >= 1 (env steps)."),
     ("bench.py", ["--out={tmp}"], "error: out='{tmp}' is invalid; it must end in .json."),
     ("render.py", ["--run_dir={tmp}", "--width=100000"],
@@ -130,9 +130,8 @@ def test_our_own_warnings_still_show():
 
 
 def test_summary_json_is_strict(tmp_path):
-  import cli
   path = tmp_path / "s.json"
-  cli.write_json(path, dict(a=float("nan"), b=[1.0, float("inf"), np.float32(2.5)],
+  files.write_json(path, dict(a=float("nan"), b=[1.0, float("inf"), np.float32(2.5)],
                             c=np.int64(3), d={"e": -math.inf}))
   text = path.read_text()
   assert "NaN" not in text and "Infinity" not in text
@@ -140,7 +139,6 @@ def test_summary_json_is_strict(tmp_path):
 
 
 def test_first_nonfinite_names_seed_quantity_and_step():
-  import progress
   finite = dict(q_loss=np.array([[True, True, True], [True, True, False]]),
                 params=np.array([[True, True, True], [True, False, False]]))
   assert progress.first_nonfinite(finite, 101) == (1, "params", 102)
@@ -150,7 +148,7 @@ def test_first_nonfinite_names_seed_quantity_and_step():
 SIGNALS_SCRIPT = """
 import os, signal, sys, time
 sys.path.insert(0, sys.argv[1])
-import signals
+from experiments.harness import signals
 stop = signals.StopRequest()
 os.kill(os.getpid(), signal.SIGTERM)
 while not stop.requested:
@@ -163,7 +161,7 @@ print("not reached")
 
 
 def test_first_signal_asks_to_stop_and_second_exits_at_once():
-  p = subprocess.run([sys.executable, "-c", SIGNALS_SCRIPT, os.path.join(ROOT, "experiments")],
+  p = subprocess.run([sys.executable, "-c", SIGNALS_SCRIPT, ROOT],
                      capture_output=True, text=True, timeout=30)
   assert p.stdout == "first SIGTERM 143\n"
   assert p.returncode == 130 and "Traceback" not in p.stderr
@@ -175,7 +173,6 @@ def test_train_returns_reads_both_codes_alike(tmp_path):
   episodes: ours logs an episode at the step count where it ends, theirs at
   the 0-based global_step (one less); SPS lines every 100 steps count the
   steps their run took. Planted bug seen to fail it: the +1 dropped."""
-  import cli
   run = tmp_path / "ours"
   run.mkdir()
   chunks = [(1000, [[500.0], []]), (2000, [[9100.0, 9200.0], [300.0]]), (3000, [[], [9300.0]])]
@@ -188,16 +185,16 @@ def test_train_returns_reads_both_codes_alike(tmp_path):
   lines[9] = "1.0 global_step=1999, episodic_return=[9100.]"
   lines[12] = "1.0 global_step=1999, episodic_return=9200.0"
   log.write_text("\n".join(lines) + "\n")
-  (eps0, end0), (eps1, end1) = cli.our_episodes(str(run))
-  theirs, end = cli.authors_episodes(str(log))
+  (eps0, end0), (eps1, end1) = stats.our_episodes(str(run))
+  theirs, end = stats.authors_episodes(str(log))
   assert (end0, end) == (3000, 2700)  # 27 SPS lines: 2,700 steps run
   assert theirs == eps0 == [(1000, 500.0), (2000, 9100.0), (2000, 9200.0)]
-  assert cli.seed_returns(eps0, 3000, 1000) == dict(end=3000, first_best=2000, median_last=None,
+  assert stats.seed_returns(eps0, 3000, 1000) == dict(end=3000, first_best=2000, median_last=None,
                                                best_last=0, episodes_last=0, returns_last=[])
-  assert cli.seed_returns(eps0, 3000, 2000) == dict(end=3000, first_best=2000, median_last=9150.0,
+  assert stats.seed_returns(eps0, 3000, 2000) == dict(end=3000, first_best=2000, median_last=9150.0,
                                                best_last=2, episodes_last=2,
                                                returns_last=[9100.0, 9200.0])
-  assert cli.seed_returns(eps1, end1, 1000)["first_best"] == 3000
+  assert stats.seed_returns(eps1, end1, 1000)["first_best"] == 3000
 
 
 @pytest.mark.parametrize("script,variables,words", [
@@ -239,7 +236,7 @@ GOOD_SUMMARY = json.dumps(dict(total_steps=20, final_returns=[1.0]))
     ("plot.py", GOOD_LINE, "", "error: folder: '{run}/summary.json' is empty."),
     ("plot.py", GOOD_LINE, GOOD_SUMMARY[:12], "error: folder: '{run}/summary.json' is not valid "
      "JSON (line 1: Unterminated string starting at); was its writer cut off?"),
-    ("train_returns.py", GOOD_LINE[:25], GOOD_SUMMARY,
+    ("studies/train_returns.py", GOOD_LINE[:25], GOOD_SUMMARY,
      "error: folder: '{run}/metrics.jsonl' line 1 is not valid JSON; was its writer cut off?"),
 ])
 def test_a_damaged_run_file_is_named_in_one_line(script, metrics, summary, words, tmp_path):

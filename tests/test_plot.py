@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
-import plot  # noqa: E402
+from experiments import plot  # noqa: E402
 
 SEEDS = [[(2, 10.0), (6, 20.0), (9, 5.0)],
          [(3, 0.0), (8, 40.0)],

@@ -1,4 +1,4 @@
-"""experiments/serial_depth.py (step_ops.py --serial): kernels run one after
+"""experiments/harness/serial_depth.py (step_ops.py --serial): kernels run one after
 another, weighted by loop trips, on HLO whose count is known by hand and on
 small compiled functions (no training)."""
 
@@ -9,9 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "experiments"))
-import serial_depth as sd  # noqa: E402
+from experiments.harness import serial_depth as sd
 
 # A fixed 3-trip loop (body: 2 kernels; condition: 1), a loop bounded by
 # `i < 7` (body 1, condition 1), a conditional (branches of 2 and 0 kernels),

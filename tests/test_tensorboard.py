@@ -7,11 +7,10 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 
 def test_tensorboard_reads_what_the_drivers_write(tmp_path):
-  import progress
+  from experiments.harness import progress
   from tensorboard.backend.event_processing import event_accumulator
 
   board = progress.TensorBoard(str(tmp_path / "tensorboard"))

@@ -30,10 +30,7 @@ import mujoco
 
 from smpc_jax.envs import hopper, inverted_double_pendulum, mjx_env, walker
 from smpc_jax.envs.mjx_env import MjxTask, State
-
-# (s [obs], a [act], s' [obs]) -> scalar.
-RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+from smpc_jax.types import RewardFn, TerminationFn
 
 
 class Environment(NamedTuple):

@@ -41,7 +41,7 @@ ResetFn = Callable[[jax.Array], tuple]
 # (data) -> obs [obs]
 ObsFn = Callable[[Any], jax.Array]
 # (data before, data after, action [act]) -> (reward [], terminated [])
-RewardFn = Callable[[Any, Any, jax.Array], tuple]
+TaskRewardFn = Callable[[Any, Any, jax.Array], tuple]
 
 
 class MjxTask:
@@ -49,7 +49,7 @@ class MjxTask:
   functions (reset distribution, observation, reward and termination)."""
 
   def __init__(self, mj_model: mujoco.MjModel, frame_skip: int, reset_fn: ResetFn,
-               obs_fn: ObsFn, reward_fn: RewardFn):
+               obs_fn: ObsFn, reward_fn: TaskRewardFn):
     self.mj_model = mj_model
     # On this process's own device: mjx's default is jax.devices()[0], which
     # in a multi-process run belongs to process 0 alone.

@@ -1,4 +1,4 @@
-# Sourced by authors_speed.sh and authors_run.sh: how both run the authors'
+# Sourced by speed.sh and run.sh: how both run the authors'
 # soft_mpcritic.py, on AUTHORS_ENV (idp, the default, or hopper).
 # idp: the paper's defaults (equal to their Args defaults and run_exp.py,
 # stated explicitly): MPPI horizon 4, 200 samples, temperature 0.1, noise

@@ -8,10 +8,10 @@
 # A study starts only while BUDGET_S seconds (default 540) have not passed;
 # the drivers write metrics.jsonl per chunk, so one cut off keeps its curve.
 #
-#   STUDIES="hopper baselines ablations" SEEDS=10 bash experiments/hopper_gpu.sh
-#   TINY=1 bash experiments/hopper_gpu.sh   # a few hundred steps each, on CPU
+#   STUDIES="hopper baselines ablations" SEEDS=10 bash experiments/gpu/hopper.sh
+#   TINY=1 bash experiments/gpu/hopper.sh   # a few hundred steps each, on CPU
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-python}
 RESULTS=${RESULTS:-results}
 STUDIES=${STUDIES:-hopper baselines ablations}

@@ -3,8 +3,8 @@
 # on InvertedDoublePendulum-v5 at the paper's defaults (AUTHORS_ENV=hopper:
 # Hopper-v5 at Fig. 4's, see authors_args.sh), CPU only, for the reference
 # distribution of its training returns.
-#   experiments/authors_run.sh SEED [STEPS] [OUT]
-#   AUTHORS_ENV=hopper experiments/authors_run.sh 1 100000 results/hopper_vs_authors/authors
+#   experiments/authors/run.sh SEED [STEPS] [OUT]
+#   AUTHORS_ENV=hopper experiments/authors/run.sh 1 100000 results/hopper_vs_authors/authors
 #     (defaults: STEPS=50000, OUT=results/authors; AUTHORS_DIR=/work/authors)
 # AUTHORS_DIR is a checkout of NPLawrence/soft-mpcritic with a venv in .venv
 # (PY=... overrides the interpreter). THREADS torch threads (default 1), CORE
@@ -13,8 +13,8 @@
 # episodic_return=.." per finished episode). experiments/authors_table.py
 # summarises the logs as plot.py does ours.
 set -euo pipefail
-source "$(dirname "$0")/authors_args.sh"
-seed=${1:?usage: authors_run.sh SEED [STEPS] [OUT]}
+source "$(dirname "$0")/args.sh"
+seed=${1:?usage: run.sh SEED [STEPS] [OUT]}
 steps=${2:-50000}
 out=$(mkdir -p "${3:-results/authors}" && cd "${3:-results/authors}" && pwd)
 dir=$(cd "${AUTHORS_DIR:-/work/authors}" && pwd)

@@ -3,9 +3,9 @@
 # Python 3.12 and jax 0.11 for CUDA, flax, optax, orbax, matplotlib; it has no
 # brax, mujoco or mujoco-mjx, and it cannot reach PyPI). Run this where pip
 # works, from the repository root; it fills .whl/ (ignored by git), which the
-# device run carries: run(command="bash experiments/gpu_check.sh", carry=[".whl"]).
+# device run carries: run(command="bash experiments/gpu/check.sh", carry=[".whl"]).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 mkdir -p .whl
 # Pinned as constraints.txt pins them for the tests (Python 3.11, CPU); jax,
 # flax, optax and chex are the image's own (they match its jax); orbax is

@@ -2,7 +2,7 @@
 warm-started (1 iteration) or cold-started (1, 5, 10 iterations) target MPPI,
 for 10, 20 and 50 target samples; paper defaults otherwise, one seed.
 
-  python experiments/table1.py [--steps=300 --repeats=5 --out=results/table1.md]
+  python experiments/studies/table1.py [--steps=300 --repeats=5 --out=results/table1.md]
 
 Every configuration is compiled first; then the timed chunks go round-robin
 over the configurations, so a change in the machine's load touches all of
@@ -21,13 +21,19 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files
 import smpc_jax as sj
 
-flags.DEFINE_integer("steps", 300, "Training steps per timed chunk.")
-flags.DEFINE_integer("repeats", 5, "Timed chunks per configuration (median and std).")
-flags.DEFINE_list("samples", ["10", "20", "50"], "Target MPPI samples N.")
-flags.DEFINE_string("out", "results/table1.md", "Markdown table; a .json is written beside it.")
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_integer("steps", 300, "Training steps per timed chunk.")
+  flags.DEFINE_integer("repeats", 5, "Timed chunks per configuration (median and std).")
+  flags.DEFINE_list("samples", ["10", "20", "50"], "Target MPPI samples N.")
+  flags.DEFINE_string("out", "results/table1.md", "Markdown table; a .json is written beside it.")
+
+
 FLAGS = flags.FLAGS
 
 COLUMNS = (("warm, 1 iter.", True, 1), ("cold, 1 iter.", False, 1),
@@ -80,7 +86,7 @@ def main(argv):
     rows.append(dict(target_samples=n, sps={label: s.tolist() for (label, _, _), s in
                                             zip(COLUMNS, ours)},
                      cold10_over_warm1=float(ratio), paper=paper))
-  command = (f"python experiments/table1.py --steps={FLAGS.steps} --repeats={FLAGS.repeats} "
+  command = (f"python experiments/studies/table1.py --steps={FLAGS.steps} --repeats={FLAGS.repeats} "
              f"--samples={','.join(map(str, samples))}")
   machine = (f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform} "
              f"({jax.devices()[0].device_kind}), jax {jax.__version__}")
@@ -95,10 +101,10 @@ def main(argv):
   os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
   with open(FLAGS.out, "w") as f:
     f.write(md)
-  cli.write_json(os.path.splitext(FLAGS.out)[0] + ".json",
+  files.write_json(os.path.splitext(FLAGS.out)[0] + ".json",
                  dict(command=command, machine=machine, rows=rows))
   print(md, end="")
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

@@ -1,11 +1,11 @@
 """Training-episode returns of runs, ours and the authors' code, side by side.
 
-  python experiments/train_returns.py results/choices50k/ours \
+  python experiments/studies/train_returns.py results/choices50k/ours \
       results/authors/seed*.log --out=results/authors/table.md
 
 A folder is one of our runs (its metrics.jsonl: every seed's finished
 episodes per chunk); a .log file is one seed of the authors' code
-(experiments/authors_run.sh: "global_step=N, episodic_return=R" lines). Runs
+(experiments/authors/run.sh: "global_step=N, episodic_return=R" lines). Runs
 are grouped by label: a folder's name, or "authors" for the logs. Per group
 and seed: the first episode >= 9000 (the paper's bar for a balanced
 pendulum), and over the last WINDOW env steps of the run the median return
@@ -21,11 +21,17 @@ import os
 from absl import flags
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files, stats
 
-flags.DEFINE_string("out", None, "Markdown table to write (and .json beside it).")
-flags.DEFINE_integer("window", 5000, "Final window of env steps.")
-flags.DEFINE_string("labels", None, "Labels for the folders, comma separated (default: names).")
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_string("out", None, "Markdown table to write (and .json beside it).")
+  flags.DEFINE_integer("window", 5000, "Final window of env steps.")
+  flags.DEFINE_string("labels", None, "Labels for the folders, comma separated (default: names).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +42,7 @@ def main(argv):
   if FLAGS.window < 1:
     cli.fail(f"window={FLAGS.window} is invalid; it must be an integer >= 1 (env steps).")
   if FLAGS.out:
-    cli.check_out_file(FLAGS.out, "out", (".md",))
+    files.check_out_file(FLAGS.out, "out", (".md",))
   for p in paths:
     if not (os.path.isfile(os.path.join(p, "metrics.jsonl")) or (p.endswith(".log") and os.path.isfile(p))):
       cli.fail(f"{p!r} is neither a run folder with metrics.jsonl nor an authors' .log file.")
@@ -44,11 +50,11 @@ def main(argv):
   labels = FLAGS.labels.split(",") if FLAGS.labels else [os.path.basename(p.rstrip("/")) for p in folders]
   if len(labels) != len(folders):
     cli.fail(f"labels has {len(labels)} names for {len(folders)} folders.")
-  groups = {label: [cli.seed_returns(e, end, FLAGS.window) for e, end in cli.our_episodes(f)]
+  groups = {label: [stats.seed_returns(e, end, FLAGS.window) for e, end in stats.our_episodes(f)]
             for label, f in zip(labels, folders)}
   logs = sorted(p for p in paths if p.endswith(".log"))
   if logs:
-    groups["authors"] = [cli.seed_returns(*cli.authors_episodes(p), FLAGS.window) for p in logs]
+    groups["authors"] = [stats.seed_returns(*stats.authors_episodes(p), FLAGS.window) for p in logs]
   w = f"{FLAGS.window / 1000:g}"
   md = (f"| code | seeds | steps | first episode >= 9000, per seed | median return, last {w}k, per seed "
         f"| IQM of those (95% CI) | median of all seeds' episodes, last {w}k "
@@ -56,8 +62,8 @@ def main(argv):
   out = {}
   for label, rows in groups.items():
     meds = [r["median_last"] for r in rows if r["median_last"] is not None]
-    iqm = cli.iqm(meds) if meds else None
-    ci = cli.iqm_ci(meds) if meds else None
+    iqm = stats.iqm(meds) if meds else None
+    ci = stats.iqm_ci(meds) if meds else None
     first = ", ".join("-" if r["first_best"] is None else f"{r['first_best'] / 1000:.0f}k" for r in rows)
     med = ", ".join("-" if r["median_last"] is None else f"{r['median_last']:.0f}" for r in rows)
     ends = sorted({r["end"] for r in rows})
@@ -69,12 +75,12 @@ def main(argv):
     out[label] = dict(median_all_last=None if pooled == "-" else float(pooled), seeds=rows, iqm_median_last=iqm, iqm_ci95=ci)
   print(md, end="")
   if FLAGS.out:
-    cli.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
+    files.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
     with open(FLAGS.out, "w") as f:
       f.write(md)
-    cli.write_json(os.path.splitext(FLAGS.out)[0] + ".json", out)
+    files.write_json(os.path.splitext(FLAGS.out)[0] + ".json", out)
     print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  cli.run(main, backend=False)
+  cli.run(main, define_flags, backend=False)

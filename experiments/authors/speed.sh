@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Env steps per second of the authors' PyTorch Soft MPCritic (soft_mpcritic.py)
 # on InvertedDoublePendulum-v5 at the paper's default configuration, CPU only.
-#   experiments/authors_speed.sh [AUTHORS_DIR] [STEPS]   (defaults: /work/authors 3000)
+#   experiments/authors/speed.sh [AUTHORS_DIR] [STEPS]   (defaults: /work/authors 3000)
 # AUTHORS_DIR is a checkout of NPLawrence/soft-mpcritic with a venv in .venv
 # (override the interpreter with PY=...). Threads: THREADS (default 2).
 # Writes nothing outside a temporary directory; last line: authors_sps=<number>.
 set -euo pipefail
-source "$(dirname "$0")/authors_args.sh"
+source "$(dirname "$0")/args.sh"
 dir=$(cd "${1:-/work/authors}" && pwd)
 steps=${2:-3000}
 py=${PY:-$dir/.venv/bin/python}

@@ -17,16 +17,22 @@ from typing import Optional
 from absl import flags
 import jax
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
 from smpc_jax import sharding
 
-flags.DEFINE_boolean("shard_seeds", False,
-                     "Split the seeds over all devices (of all processes); the seed "
-                     "count must be a multiple of the device count.")
-flags.DEFINE_string("coordinator_address", "",
-                    "host:port of process 0, for a run over several processes.")
-flags.DEFINE_integer("num_processes", 0, "Processes in a multi-process run.")
-flags.DEFINE_integer("process_id", -1, "This process's index, 0 .. num_processes-1.")
+
+@cli.once
+def define_flags():
+  """The device flags of train.py and sweep.py (defined when they run)."""
+  flags.DEFINE_boolean("shard_seeds", False,
+                       "Split the seeds over all devices (of all processes); the seed "
+                       "count must be a multiple of the device count.")
+  flags.DEFINE_string("coordinator_address", "",
+                      "host:port of process 0, for a run over several processes.")
+  flags.DEFINE_integer("num_processes", 0, "Processes in a multi-process run.")
+  flags.DEFINE_integer("process_id", -1, "This process's index, 0 .. num_processes-1.")
+
+
 FLAGS = flags.FLAGS
 
 

@@ -1,6 +1,6 @@
 """Fig. 2 in the paper's style, and its table, from the runs of fig2.sh.
 
-  python experiments/fig2_plot.py --dir=results/fig2
+  python experiments/studies/fig2_plot.py --dir=results/fig2
 
 One panel per configuration (columns: warm, cold; rows: ensemble, one
 model): the median over seeds of the training-episode return against env
@@ -19,10 +19,16 @@ import warnings
 from absl import flags
 import numpy as np
 
-import cli
+from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments.harness import files
 
-flags.DEFINE_string("dir", "results/fig2", "The study's folder (fig2.sh's OUT).")
-flags.DEFINE_integer("window", 5000, "Final window of env steps for training returns.")
+@cli.once
+def define_flags():
+  """This driver's flags (defined when it runs, not when imported)."""
+  flags.DEFINE_string("dir", "results/fig2", "The study's folder (fig2.sh's OUT).")
+  flags.DEFINE_integer("window", 5000, "Final window of env steps for training returns.")
+
+
 FLAGS = flags.FLAGS
 
 PANELS = (("warm_ensemble", "warm start, ensemble"), ("cold_ensemble", "cold start, ensemble"),
@@ -129,10 +135,10 @@ def main(argv):
   md = table(rows, FLAGS.window)
   with open(os.path.join(FLAGS.dir, "table.md"), "w") as f:
     f.write(md)
-  cli.write_json(os.path.join(FLAGS.dir, "fig2.json"), rows)
+  files.write_json(os.path.join(FLAGS.dir, "fig2.json"), rows)
   print(md, end="")
   print(f"wrote {FLAGS.dir}/fig2.png, table.md, fig2.json")
 
 
 if __name__ == "__main__":
-  cli.run(main, backend=False)
+  cli.run(main, define_flags, backend=False)

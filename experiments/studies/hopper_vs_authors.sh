@@ -9,11 +9,11 @@
 #   choices   the authors' five choices (config.AUTHORS_CHOICES)
 #   choices2  the five choices and 2 ensemble updates per env step, each on a
 #             fresh batch (their Fig. 4 script, ddpg_continuous_action_v2.py)
-#   experiments/hopper_vs_authors.sh   (OUT=results/hopper_vs_authors STEPS=100000 SEEDS=2
+#   experiments/studies/hopper_vs_authors.sh   (OUT=results/hopper_vs_authors STEPS=100000 SEEDS=2
 #                                       AUTHORS_SEEDS="1 2" ONLY="ours choices choices2 authors")
-# Then: python experiments/train_returns.py --windows=... OUT/<variant> OUT/authors/seed*.log
+# Then: python experiments/studies/train_returns.py --windows=... OUT/<variant> OUT/authors/seed*.log
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-2}
 STEPS=${STEPS:-100000}
@@ -26,7 +26,7 @@ OURS="--mask_terminations --initial_plan=zeros --dynamics_batch=per_member --sta
 CHOICES="--nomask_terminations --initial_plan=random --dynamics_batch=shared --nostandardise_model --network_init=torch --nokeep_plan_tail"
 declare -A VARIANT=([ours]="$OURS" [choices]="$CHOICES" [choices2]="$CHOICES --dynamics_updates=2")
 {
-  echo "command: experiments/hopper_vs_authors.sh (SEEDS=$SEEDS STEPS=$STEPS EVAL_EVERY=$EVAL_EVERY AUTHORS_SEEDS=$AUTHORS_SEEDS ONLY=$ONLY)"
+  echo "command: experiments/studies/hopper_vs_authors.sh (SEEDS=$SEEDS STEPS=$STEPS EVAL_EVERY=$EVAL_EVERY AUTHORS_SEEDS=$AUTHORS_SEEDS ONLY=$ONLY)"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 } >> "$OUT/command.txt"
@@ -35,8 +35,8 @@ next_core() { core=$(( (core + 1) % $(nproc) )); }
 for name in $ONLY; do
   if [ "$name" = authors ]; then
     for seed in $AUTHORS_SEEDS; do
-      echo "authors seed $seed: AUTHORS_ENV=hopper CORE=$core experiments/authors_run.sh $seed $STEPS $OUT/authors" >> "$OUT/command.txt"
-      AUTHORS_ENV=hopper CORE=$core nohup experiments/authors_run.sh "$seed" "$STEPS" "$OUT/authors" \
+      echo "authors seed $seed: AUTHORS_ENV=hopper CORE=$core experiments/authors/run.sh $seed $STEPS $OUT/authors" >> "$OUT/command.txt"
+      AUTHORS_ENV=hopper CORE=$core nohup experiments/authors/run.sh "$seed" "$STEPS" "$OUT/authors" \
         > "$OUT/authors/seed$seed.stderr" 2>&1 &
       next_core
     done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, one command of at most 9 minutes on a fresh GPU machine:
 #   1. installs what the image lacks (brax, mujoco, mujoco-mjx, ...) from .whl/
-#      (fill it first, where pip works: experiments/gpu_wheels.sh);
+#      (fill it first, where pip works: experiments/gpu/wheels.sh);
 #   2. benchmarks idp and hopper (seeds 1,16,64; compile time, peak memory and
 #      XLA_FLAGS in each JSON), alone on the GPU: bench_gpu.json,
 #      bench_gpu_hopper.json; idp at 16 seeds once more without the command
@@ -12,7 +12,7 @@
 #      pendulum 30k steps x 8 seeds with each ensemble branching (runs.tar.gz);
 #   4. prints the targets beside the measurements.
 # With the device tool:
-#   run(command="GPU_CHECK_BUDGET_S=565 bash experiments/gpu_check.sh",
+#   run(command="GPU_CHECK_BUDGET_S=565 bash experiments/gpu/check.sh",
 #       carry=[".whl", ".gl"], timeout_s=600)
 # Results go to $OUT (which the device tool brings back; at most 8 files) or,
 # where OUT is unset, to results/gpu_check/.
@@ -22,7 +22,7 @@
 # i.e. CUDA graphs, also around while loops and conditionals, which XLA's
 # default list leaves out; BUILD.md); GPU_XLA_FLAGS= sets none.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 budget=${GPU_CHECK_BUDGET_S:-470}
 py=${PY:-python3}
 out=${OUT:-results/gpu_check}
@@ -35,7 +35,7 @@ say() { echo "[gpu_check $(printf '%3d' "$SECONDS")s] $*" | tee -a "$log"; }
 # 1. Install what is missing, into /tmp/site (the image's jax stays).
 if ! "$py" -c "import brax, mujoco.mjx" 2>/dev/null; then
   if ! ls .whl/*.whl >/dev/null 2>&1; then
-    echo "error: brax/mujoco are missing and .whl/ holds no wheels; run experiments/gpu_wheels.sh where pip works and carry .whl" >&2
+    echo "error: brax/mujoco are missing and .whl/ holds no wheels; run experiments/gpu/wheels.sh where pip works and carry .whl" >&2
     exit 2
   fi
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -20,13 +20,13 @@
 # Each is evaluated every EVAL_EVERY chunks; then experiments/plot.py writes
 # the overlay and the table of final IQM (95% intervals). Variants already
 # finished in OUT are skipped.
-#   SEEDS=3 STEPS=20000 OUT=results/choices experiments/choices.sh   (= make choices)
+#   SEEDS=3 STEPS=20000 OUT=results/choices experiments/studies/choices.sh   (= make choices)
 # On a many-core machine, PARALLEL=k runs k variants at once, each pinned to
 # CORES cores (taskset); BUDGET_S stops every run (SIGINT: it saves its
 # summary) that many seconds after the start. ONLY="ours replica" runs just
 # the variants named; FIRST_CORE=k pins from core k on.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-3}
 STEPS=${STEPS:-20000}
@@ -40,7 +40,7 @@ ONLY=${ONLY:-}
 FIRST_CORE=${FIRST_CORE:-0}
 mkdir -p "$OUT"
 {
-  echo "command: make choices SEEDS=$SEEDS STEPS=$STEPS (experiments/choices.sh; PARALLEL=$PARALLEL CORES=$CORES ARGS=$ARGS)"
+  echo "command: make choices SEEDS=$SEEDS STEPS=$STEPS (experiments/studies/choices.sh; PARALLEL=$PARALLEL CORES=$CORES ARGS=$ARGS)"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), JAX_PLATFORMS=${JAX_PLATFORMS:-default}"
 } > "$OUT/command.txt"

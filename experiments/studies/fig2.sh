@@ -4,7 +4,7 @@
 # SEEDS seeds vmapped in one program per configuration, paper defaults
 # otherwise. Configurations already finished in OUT are skipped, so a cut-off
 # study continues where it stopped. Then the figure and the table.
-#   SEEDS=3 STEPS=50000 OUT=results/fig2 experiments/fig2.sh
+#   SEEDS=3 STEPS=50000 OUT=results/fig2 experiments/studies/fig2.sh
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-3}
@@ -12,7 +12,7 @@ STEPS=${STEPS:-50000}
 OUT=${OUT:-results/fig2}
 mkdir -p "$OUT"
 {
-  echo "command: make fig2 SEEDS=$SEEDS STEPS=$STEPS (experiments/fig2.sh)"
+  echo "command: make fig2 SEEDS=$SEEDS STEPS=$STEPS (experiments/studies/fig2.sh)"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 } > "$OUT/command.txt"
@@ -26,4 +26,4 @@ for cfg in "warm_ensemble:--warm_start --ensemble_size=4" \
   $PY experiments/train.py --env=idp --seeds="$SEEDS" --total_steps="$STEPS" ${cfg#*:} \
     --out_dir="$OUT/$name" --overwrite 2>&1 | grep --line-buffered -v "mujoco_warp" | tee "$OUT/$name.log"
 done
-$PY experiments/fig2_plot.py --dir="$OUT"
+$PY experiments/studies/fig2_plot.py --dir="$OUT"

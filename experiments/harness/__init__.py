@@ -1,0 +1,5 @@
+"""What the drivers share: the entry point and its checks (cli), one flag per
+Config field (config_flags), run folders and their files (files), statistics
+over seeds (stats), figures (plots), progress lines and TensorBoard
+(progress), signals (signals), devices and processes (devices), and the
+chunk loop (loop)."""
