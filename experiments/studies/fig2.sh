@@ -3,27 +3,37 @@
 # (1 iteration each, the paper's default) x the ensemble or one dynamics model,
 # SEEDS seeds vmapped in one program per configuration, paper defaults
 # otherwise. Configurations already finished in OUT are skipped, so a cut-off
-# study continues where it stopped. Then the figure and the table.
+# study continues where it stopped. ONLY="warm_one cold_one" runs just those;
+# CORE=k pins them to core k (taskset), so two halves can share 2 cores. Then
+# the figure and the table, once all four are done.
 #   SEEDS=3 STEPS=50000 OUT=results/fig2 experiments/studies/fig2.sh
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-3}
 STEPS=${STEPS:-50000}
 OUT=${OUT:-results/fig2}
+ONLY=${ONLY:-}
+CORE=${CORE:-}
+pin=()
+if [ -n "$CORE" ]; then pin=(taskset -c "$CORE"); fi
 mkdir -p "$OUT"
 {
-  echo "command: make fig2 SEEDS=$SEEDS STEPS=$STEPS (experiments/studies/fig2.sh)"
+  echo "command: make fig2 SEEDS=$SEEDS STEPS=$STEPS (experiments/studies/fig2.sh; ONLY=$ONLY CORE=$CORE)"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-} > "$OUT/command.txt"
+} >> "$OUT/command.txt"
 for cfg in "warm_ensemble:--warm_start --ensemble_size=4" \
            "cold_ensemble:--nowarm_start --ensemble_size=4" \
            "warm_one:--warm_start --ensemble_size=1" \
            "cold_one:--nowarm_start --ensemble_size=1"; do
   name=${cfg%%:*}
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   if [ -f "$OUT/$name/summary.json" ]; then echo "$name: done already"; continue; fi
   # shellcheck disable=SC2086
-  $PY experiments/train.py --env=idp --seeds="$SEEDS" --total_steps="$STEPS" ${cfg#*:} \
+  "${pin[@]}" $PY experiments/train.py --env=idp --seeds="$SEEDS" --total_steps="$STEPS" ${cfg#*:} \
     --out_dir="$OUT/$name" --overwrite 2>&1 | grep --line-buffered -v "mujoco_warp" | tee "$OUT/$name.log"
+done
+for cfg in warm_ensemble cold_ensemble warm_one cold_one; do
+  [ -f "$OUT/$cfg/summary.json" ] || { echo "the figure waits for $cfg"; exit 0; }
 done
 $PY experiments/studies/fig2_plot.py --dir="$OUT"
