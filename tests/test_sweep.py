@@ -4,6 +4,7 @@ and resumes bit for bit (train.py's loop, experiments/harness/loop.py)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -237,3 +238,21 @@ def test_sweep_runs_exactly_total_steps_and_resumes_bit_for_bit(sweep_env, tmp_p
   s_a, s_b = (json.load(open(d / "summary.json")) for d in (alone, stopped))
   assert s_a["total_steps"] == 50 and s_a["finished"] and s_b["finished"]
   assert s_a["final_returns"] == s_b["final_returns"]
+
+
+def test_a_non_finite_run_stops_the_sweep_naming_the_run(sweep_env, tmp_path):
+  """The sweep's loop is train.py's: a run whose Q-values overflow (Adam's first
+  step moves each weight by about the learning rate, so 1e30 overflows at once)
+  stops the sweep at the end of its chunk, exit 1, one line naming that run, not
+  the healthy one beside it; the first chunk's checkpoint is never written."""
+  out = tmp_path / "nan"
+  args = [a for a in RESUMABLE if not a.startswith(("--param", "--values", "--total_steps"))]
+  p = subprocess.run([sys.executable, SWEEP, f"--out_dir={out}", "--param=learning_rate",
+                      "--values=0.001,1e30", "--total_steps=20", *args],
+                     capture_output=True, text=True, timeout=600, env=sweep_env)
+  assert p.returncode == 1, p.stderr[-3000:]
+  assert "Traceback" not in p.stderr
+  [line] = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert re.match(r"error: non-finite (q_loss|dyn_loss|q|target|params) in learning_rate=1e\+30, "
+                  r"seed 0 at step \d+; stopped\. No checkpoint was saved before it\.$", line), line
+  assert not os.listdir(out / "checkpoints")
