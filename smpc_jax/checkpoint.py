@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import tempfile
@@ -57,6 +58,24 @@ def _held_stderr():
       os.close(saved)
       held.seek(0)
       text.append(held.read().decode(errors="replace"))
+
+
+class _OrphanedReads(logging.Filter):
+  """Drops asyncio's "exception was never retrieved" reports. A damaged
+  array fails one of orbax's reads while the others are still pending; when
+  their tasks are collected, possibly long after the restore (so no wait can
+  hold them back), asyncio logs each with a traceback. The restore's own
+  error already names the checkpoint."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "exception was never retrieved" not in str(record.msg)
+
+
+def _quiet_orphaned_reads():
+  """Installs _OrphanedReads on asyncio's logger, once."""
+  log = logging.getLogger("asyncio")
+  if not any(isinstance(f, _OrphanedReads) for f in log.filters):
+    log.addFilter(_OrphanedReads())
 
 
 def _first_sentence(e: Exception) -> str:
@@ -191,6 +210,7 @@ def restore(mngr: ocp.CheckpointManager, step: int,
     sys.stderr.write(noise())
     state = _unflat(flat, target)
   except Exception as e:
+    _quiet_orphaned_reads()
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
                           f"{type(e).__name__}: {_first_sentence(e)}")
   return state, progress
