@@ -33,7 +33,9 @@ def test_frames_of_each_env_are_not_blank(name):
 
 @pytest.mark.parametrize("overrides", [
     dict(control="actor", targets="actor"),  # DDPG: the actor's greedy mu(s)
-    dict(initial_plan="random"),  # the planner, warm-started from a draw of N(0, Sigma)
+    # the planner, warm-started from a draw of N(0, Sigma): `make test-slow` (its
+    # compiles took 78 s of a cold make test; the actor case keeps the check there)
+    pytest.param(dict(initial_plan="random"), marks=pytest.mark.slow),
 ])
 def test_the_video_shows_the_controller_evaluation_measures(overrides):
   """render.py's episode, stepped by hand: the controller the config names,

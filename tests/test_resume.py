@@ -287,6 +287,8 @@ FULL_DISK_RUN = textwrap.dedent(f"""
 """)
 
 
+# 57 s of a cold make test: `make test-slow` (make test ran 17 min with it).
+@pytest.mark.slow
 def test_a_full_disk_at_the_first_save_stops_in_a_line_keeping_the_metrics(env, tmp_path):
   """Issue 20: a full disk at the first save gave 3 tracebacks and no
   summary. Now: one line naming the save, the reason and what is kept;

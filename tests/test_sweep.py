@@ -197,6 +197,10 @@ def _final_state(out):
   return ckpt.restore(mngr, mngr.latest_step())
 
 
+# Three sweep processes, about 250 s of a cold make test (which passed 15 min
+# with it): `make test-slow` runs it; the loop it exercises (harness/loop.py)
+# is train.py's, whose signal and bit-for-bit resume tests stay in make test.
+@pytest.mark.slow
 def test_sweep_runs_exactly_total_steps_and_resumes_bit_for_bit(sweep_env, tmp_path):
   """A sweep sent SIGTERM after its first chunk, then resumed with the
   command it printed, ends as the sweep left alone: the same state (networks,
