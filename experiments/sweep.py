@@ -236,15 +236,7 @@ def sweep(argv):
   logging.set_verbosity(logging.WARNING)
   config = config_flags.config_from_flags()
   grid = grid_from_flags(config)
-  for name, low in (("seeds", 1), ("checkpoint_every", 0), ("keep_checkpoints", 1)):
-    if getattr(FLAGS, name) < low:
-      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= {low}.")
-  if FLAGS.resume and FLAGS.overwrite:
-    cli.fail("resume and overwrite were both given; choose one.")
-  try:
-    sj.config.check_seed(FLAGS.seed)
-  except ValueError as e:
-    cli.fail(str(e))
+  cli.check_run_flags(dict(seeds=1, checkpoint_every=0, keep_checkpoints=1))
   params = [p for p, _ in grid]
   combos = list(itertools.product(*[v for _, v in grid]))  # [C] tuples of [P]
   n_seeds, n_runs = FLAGS.seeds, len(combos) * FLAGS.seeds

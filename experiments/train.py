@@ -60,16 +60,8 @@ TIMING = ("sps",)  # metrics-line fields that depend on the machine's speed
 
 def check_flags():
   """Driver flags, validated before anything compiles."""
-  for name, low in (("seeds", 1), ("eval_every", 0), ("checkpoint_every", 0),
-                    ("keep_checkpoints", 1), ("plot_every_s", 0)):
-    if getattr(FLAGS, name) < low:
-      cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= {low}.")
-  if FLAGS.resume and FLAGS.overwrite:
-    cli.fail("resume and overwrite were both given; choose one.")
-  try:
-    sj.config.check_seed(FLAGS.seed)
-  except ValueError as e:
-    cli.fail(str(e))
+  cli.check_run_flags(dict(seeds=1, eval_every=0, checkpoint_every=0, keep_checkpoints=1,
+                           plot_every_s=0))
 
 
 def prepare_out_dir(out):

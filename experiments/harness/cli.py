@@ -147,6 +147,21 @@ def run(main, define_flags, backend=True):
   app.run(main, flags_parser=lambda argv: parse_flags(argv, backend))
 
 
+def check_run_flags(at_least: dict):
+  """The checks train.py and sweep.py share: each flag in `at_least` (name ->
+  lowest allowed integer), --resume against --overwrite, and --seed."""
+  for name, low in at_least.items():
+    if getattr(FLAGS, name) < low:
+      fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer >= {low}.")
+  if FLAGS.resume and FLAGS.overwrite:
+    fail("resume and overwrite were both given; choose one.")
+  import smpc_jax  # here: mujoco loads after check_environment()
+  try:
+    smpc_jax.config.check_seed(FLAGS.seed)
+  except ValueError as e:
+    fail(str(e))
+
+
 def no_positional(argv):
   """absl passes unparsed words through; a stray one is a typo, not a no-op."""
   if len(argv) > 1:
