@@ -1,9 +1,11 @@
 """Checkpoints of a whole run with orbax: the vmapped `TrainState` of every
-seed (networks, optimiser states, target network, replay buffer with its
-plans, environment state, keys, counters) and the driver's progress (a JSON
-dict: chunk index, evaluation key, curves, metrics lines).
+run (networks, optimiser states, target network, replay buffer with its
+plans, environment state, keys, counters) and the run's record (a small JSON
+dict: what was run, steps done; see smpc_jax.runner).
 
-Used by the drivers in `experiments/`; the pure step never imports it.
+Used by smpc_jax.runner; the pure step never imports it. Errors are
+CheckpointError; what a process does with the noise of orbax's and
+TensorStore's threads is the caller's business (`io` below).
 
 Layout: DIR/<step>/{state,progress}. orbax writes each save into a temporary
 directory and renames it when complete, so a save killed midway never
@@ -14,10 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
-import sys
-import tempfile
 import time
 
 import jax
@@ -30,52 +29,14 @@ from smpc_jax.config import Config
 from smpc_jax.train import TrainState, init
 
 # Config fields a resumed run may change: the run's length (the buffer grows
-# to match, see `extend`) and the evaluation budget. Any other difference
-# would silently change the run, so it is refused.
-RESUMABLE_FIELDS = ("total_steps", "eval_episodes")
+# to match, see `extend`). Any other difference would silently change the
+# run, so it is refused.
+RESUMABLE_FIELDS = ("total_steps",)
 
 
 class CheckpointError(ValueError):
-  """A checkpoint that is missing, damaged or does not match the flags."""
-
-
-@contextlib.contextmanager
-def _held_stderr():
-  """File descriptor 2 (Python's and C's writes alike) goes to a temporary
-  file for the block; yields a function that returns what was held."""
-  sys.stderr.flush()
-  saved, text = os.dup(2), []
-  with tempfile.TemporaryFile() as held:
-    os.dup2(held.fileno(), 2)
-    try:
-      yield lambda: "".join(text)
-    except BaseException:
-      time.sleep(1.0)  # a failed read's pending callbacks print here, held
-      raise
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      held.seek(0)
-      text.append(held.read().decode(errors="replace"))
-
-
-class _OrphanedReads(logging.Filter):
-  """Drops asyncio's "exception was never retrieved" reports. A damaged
-  array fails one of orbax's reads while the others are still pending; when
-  their tasks are collected, possibly long after the restore (so no wait can
-  hold them back), asyncio logs each with a traceback. The restore's own
-  error already names the checkpoint."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return "exception was never retrieved" not in str(record.msg)
-
-
-def _quiet_orphaned_reads():
-  """Installs _OrphanedReads on asyncio's logger, once."""
-  log = logging.getLogger("asyncio")
-  if not any(isinstance(f, _OrphanedReads) for f in log.filters):
-    log.addFilter(_OrphanedReads())
+  """A checkpoint that is missing, damaged or does not match the flags; a
+  failed write keeps the library's error as __cause__ (the OS's reason)."""
 
 
 def _first_sentence(e: Exception) -> str:
@@ -111,37 +72,21 @@ def steps(directory: str) -> list:
                 if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, progress: dict):
-  """Saves `state` (every leaf [S, ...]) and `progress` (JSON-able) at `step`.
-  A save that fails (a full disk) raises CheckpointError with the reason, and
-  leaves the earlier checkpoints as they were (orbax writes into a temporary
-  folder and renames it only when complete)."""
+def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, progress: dict,
+         io=contextlib.nullcontext):
+  """Saves `state` (every leaf [R, ...]) and `progress` (JSON-able) at `step`.
+  A save that fails (a full disk) raises CheckpointError, its cause the
+  library's error, and leaves the earlier checkpoints as they were (orbax
+  writes into a temporary folder and renames it only when complete).
+  io: a context the save runs in (a driver holds back the threads' output)."""
   try:
-    with _held_stderr() as noise:  # TensorStore's and orbax's threads report there too
+    with io():
       mngr.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(_flat(state)), progress=ocp.args.JsonSave(progress)),
           force=True)
       mngr.wait_until_finished()
   except Exception as e:  # orbax and TensorStore raise many kinds
-    raise CheckpointError(f"saving checkpoint {mngr.directory}/{step} failed: "
-                          f"{_os_reason(e)}") from None
-  sys.stderr.write(noise())
-
-
-def _os_reason(e: BaseException) -> str:
-  """The operating system's words for why a write failed (No space left on
-  device, File too large...), found in `e` or its causes, else its gist."""
-  seen = e
-  while seen is not None:
-    if isinstance(seen, OSError) and seen.strerror:
-      return seen.strerror
-    seen = seen.__cause__ or seen.__context__
-  text = str(e)
-  for words in ("No space left on device", "File too large", "Disk quota exceeded",
-                "Read-only file system", "Permission denied"):
-    if words in text:
-      return words
-  return f"{type(e).__name__}: {_first_sentence(e)}"
+    raise CheckpointError(f"saving checkpoint {mngr.directory}/{step} failed") from e
 
 
 # orbax cannot store zero-size arrays (mjx.Data has several), so the state is
@@ -170,6 +115,13 @@ def config_to_dict(config: Config) -> dict:
 
 
 def config_from_dict(d: dict) -> Config:
+  """The Config a checkpoint was saved under; CheckpointError when it names
+  fields this version of Config lacks (a checkpoint of another version)."""
+  known = {f.name for f in dataclasses.fields(Config)}
+  unknown = sorted(set(d) - known)
+  if unknown:
+    raise CheckpointError(f"its config has field(s) {', '.join(unknown)} that this version "
+                          "does not know")
   return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -182,55 +134,49 @@ def read_progress(mngr: ocp.CheckpointManager, step: int) -> dict:
                           f"{type(e).__name__}: {_first_sentence(e)}")
 
 
-def abstract_state(config: Config, num_seeds: int) -> TrainState:
-  """Shapes and dtypes of a vmapped state, without computing it."""
-  keys = jax.ShapeDtypeStruct((num_seeds, 2), jnp.uint32)
-  return jax.eval_shape(jax.vmap(lambda k: init(config, k)), keys)
+def abstract_state(config: Config, num_runs: int,
+                   mesh: jax.sharding.Mesh | None = None) -> TrainState:
+  """Shapes and dtypes of a vmapped state of `num_runs` runs, without
+  computing it; with `mesh`, every leaf's run axis sharded over its "seeds"
+  axis (each process then reads only its own runs)."""
+  keys = jax.ShapeDtypeStruct((num_runs, 2), jnp.uint32)
+  target = jax.eval_shape(jax.vmap(lambda k: init(config, k)), keys)
+  if mesh is not None:
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec),
+                          target)
+  return target
 
 
-def restore(mngr: ocp.CheckpointManager, step: int,
-            mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, dict]:
-  """The state and progress saved at `step`, with the config they were saved
-  under (progress["config"]) and progress["seeds"] seeds. With `mesh`, every
-  leaf comes back with its seed axis sharded over the mesh's "seeds" axis
-  (see smpc_jax/sharding.py): each process reads only its own seeds."""
-  progress = read_progress(mngr, step)
+def restore(mngr: ocp.CheckpointManager, step: int, target: TrainState,
+            io=contextlib.nullcontext) -> TrainState:
+  """The state saved at `step`, shaped and placed as `target` (see
+  `abstract_state`). CheckpointError when it does not read back whole."""
   try:
-    config = config_from_dict(progress["config"])
-    target = abstract_state(config, int(progress["seeds"]))
-    if mesh is not None:
-      spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
-      target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=spec),
-                            target)
-    # A damaged array makes TensorStore's pending reads print tracebacks into
-    # orbax's closed event loop: kept back, and shown only if the read succeeds.
-    with _held_stderr() as noise:
+    with io():
       flat = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(_flat(target))))["state"]
-    sys.stderr.write(noise())
-    state = _unflat(flat, target)
   except Exception as e:
-    _quiet_orphaned_reads()
     raise CheckpointError(f"checkpoint {mngr.directory}/{step} is damaged: "
-                          f"{type(e).__name__}: {_first_sentence(e)}")
-  return state, progress
+                          f"{type(e).__name__}: {_first_sentence(e)}") from e
+  return _unflat(flat, target)
 
 
-def restore_intact(mngr: ocp.CheckpointManager, mesh: jax.sharding.Mesh | None = None,
-                   check=None, set_aside: bool = True):
+def restore_intact(mngr: ocp.CheckpointManager, target_of, io=contextlib.nullcontext,
+                   set_aside: bool = True):
   """(step, state, progress, damaged) of the newest checkpoint that reads
   back whole; `damaged` lists (step, reason) of the newer ones that did not.
-  With `set_aside`, those are moved to DIR/../checkpoints_damaged/<step>-<time>,
-  kept for a look and out of the way of the saves to come. `check(progress)`, if given, runs on a
-  checkpoint's progress before its state is read (it may raise). Raises
-  CheckpointError naming each checkpoint when none is intact."""
+  target_of(progress): the abstract state to read into, after any checks on
+  the progress (it may raise, e.g. a ValueError that ends the search). With
+  `set_aside`, the damaged ones are moved to DIR/../checkpoints_damaged/
+  <step>-<time>, kept for a look and out of the way of the saves to come.
+  Raises CheckpointError naming each checkpoint when none is intact."""
   damaged = []
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
       progress = read_progress(mngr, step)
-      if check is not None:
-        check(progress)
-      state, progress = restore(mngr, step, mesh)
+      target = target_of(progress)
+      state = restore(mngr, step, target, io)
     except CheckpointError as e:
       damaged.append((step, str(e)))
       continue

@@ -25,6 +25,9 @@ DYNAMICS_BATCHES = ("per_member", "shared")
 NETWORK_INITS = ("flax", "torch")
 ACTIVATIONS = ("silu", "relu", "tanh")
 NORMALISERS = ("mean", "sum")
+# The hyperparameters held as array leaves of the training state (HParams and
+# the optimisers' injected learning rate), so a vmapped sweep can vary them.
+SWEEPABLE = ("temperature", "noise_var", "gamma", "tau", "learning_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +109,6 @@ class Config:
   tau: float = 0.005  # Polyak rate of the target Q.
   target_update_period: int = 2  # Env steps between Polyak updates.
   buffer_capacity: int = 1_000_000  # Capped at total_steps.
-  # Driver.
-  chunk_steps: int = 1000  # Env steps per compiled chunk (one log line each).
-  eval_episodes: int = 4  # Evaluation episodes per seed.
 
   @property
   def uses_actor(self) -> bool:
@@ -233,15 +233,14 @@ def validate(config: Config) -> Config:
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")
   for name in ("total_steps", "episode_length", "num_samples",
                "target_samples", "target_iterations", "ensemble_size", "dynamics_updates",
-               "batch_size", "target_update_period", "actor_update_period", "buffer_capacity",
-               "chunk_steps", "eval_episodes"):
+               "batch_size", "target_update_period", "actor_update_period", "buffer_capacity"):
     value = getattr(c, name)
     need(isinstance(value, int) and value >= 1, name, "it must be an integer >= 1")
   need(isinstance(c.frame_skip, int) and c.frame_skip >= 0, "frame_skip",
        "it must be an integer >= 0 (0: the env's default)")
   need(isinstance(c.horizon, int) and c.horizon >= 0, "horizon",
        "it must be an integer >= 0")
-  swept = ("temperature", "noise_var", "gamma", "tau", "learning_rate")
+  swept = SWEEPABLE
   for name in swept:
     need(float32_problem(getattr(c, name)) is None, name, float32_problem(getattr(c, name)) or "")
   need(0 < c.gamma <= 1, "gamma", "it must lie in (0, 1]")

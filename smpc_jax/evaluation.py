@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from smpc_jax import planner
-from smpc_jax.train import TrainState, initial_plan, parts, plan
+from smpc_jax.train import EVAL_STREAM, TrainState, initial_plan, parts, plan
 
 
 class Episode(NamedTuple):
@@ -55,3 +55,10 @@ def evaluate(state: TrainState, key, num_episodes: int) -> jax.Array:
   steps, or until termination), vmapped over episodes."""
   returns = lambda k: episode(state, k, state.config.episode_length).total
   return jax.vmap(returns)(jax.random.split(key, num_episodes))
+
+
+def evaluation_key(state: TrainState) -> jax.Array:
+  """The key of an evaluation at `state.step`: a pure function of the run's
+  key and the step (its own stream, apart from the training steps'), so an
+  evaluation at step t gives the same returns however the run got there."""
+  return jax.random.fold_in(jax.random.fold_in(state.key, EVAL_STREAM), state.step)

@@ -8,7 +8,7 @@ compiled program then needs no communication at all.
 
   mesh = seed_mesh()                      # all devices, every process
   check_divisible(num_seeds, mesh.size)   # before anything compiles
-  keys = seed_keys(base_key, num_seeds, mesh)   # [S, 2], sharded
+  keys = place(np_keys, mesh)             # [S, 2], sharded
   init = jax.jit(jax.vmap(...), out_shardings=seed_sharding(mesh))
   metrics = gather(metrics)               # numpy, whole seed axis, every process
 
@@ -74,15 +74,15 @@ def reshard(tree: Any, mesh: Optional[Mesh]) -> Any:
   return jax.jit(lambda t: t, out_shardings=seed_sharding(mesh), donate_argnums=0)(tree)
 
 
-def seed_keys(key: jax.Array, num_seeds: int, mesh: Optional[Mesh]) -> jax.Array:
-  """`jax.random.split(key, num_seeds)` [S, 2], with the seed axis sharded
-  over `mesh` (None: on the default device). Every process computes the same
-  S keys (cheap) and places only the rows its own devices hold, so this is the
-  same call with one process or many."""
-  keys = np.asarray(jax.random.split(key, num_seeds))  # [S, 2] uint32
+def place(x: np.ndarray, mesh: Optional[Mesh]) -> jax.Array:
+  """A numpy array [R, ...] on the device (mesh None), or with its leading
+  (run) axis sharded over `mesh`. Every process holds the same `x` (cheap:
+  keys, swept values) and places only the rows its own devices hold, so this
+  is the same call with one process or many."""
+  x = np.asarray(x)
   if mesh is None:
-    return jax.numpy.asarray(keys)
-  return jax.make_array_from_callback(keys.shape, seed_sharding(mesh), lambda idx: keys[idx])
+    return jax.numpy.asarray(x)
+  return jax.make_array_from_callback(x.shape, seed_sharding(mesh), lambda idx: x[idx])
 
 
 def gather(tree: Any) -> Any:

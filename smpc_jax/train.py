@@ -18,7 +18,7 @@ import optax
 
 from smpc_jax import actor as actor_lib
 from smpc_jax import envs, losses, networks, planner, replay
-from smpc_jax.config import Config, validate
+from smpc_jax.config import SWEEPABLE, Config, validate
 
 
 @flax.struct.dataclass
@@ -31,11 +31,30 @@ class HParams:
   tau: jax.Array  # [] Polyak rate
 
 
+def with_hparams(state: "TrainState", **values) -> "TrainState":
+  """`state` with hyperparameters (names in config.SWEEPABLE) set to `values`
+  (scalars, traced or not): HParams' leaves, and the learning rate that
+  optax.inject_hyperparams keeps in every optimiser state."""
+  unknown = sorted(set(values) - set(SWEEPABLE))
+  if unknown:
+    raise ValueError(f"{unknown[0]!r} is not a swept hyperparameter; allowed: "
+                     f"{', '.join(SWEEPABLE)}.")
+  as_f32 = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+  lr = as_f32.pop("learning_rate", None)
+  state = state.replace(hparams=state.hparams.replace(**as_f32))
+  if lr is None:
+    return state
+  set_lr = lambda opt: None if opt is None else opt._replace(
+      hyperparams={**opt.hyperparams, "learning_rate": lr})
+  return state.replace(q_opt=set_lr(state.q_opt), dyn_opt=set_lr(state.dyn_opt),
+                       actor_opt=set_lr(state.actor_opt))
+
+
 @flax.struct.dataclass
 class TrainState:
   config: Config = flax.struct.field(pytree_node=False)
   hparams: HParams
-  key: jax.Array  # the run's key; `run` splits it for each step.
+  key: jax.Array  # the run's key, never split: step t uses step_key (fold_in t).
   step: jax.Array  # [] int32, environment steps taken.
   env_state: Any  # brax State of the current episode.
   episode_step: jax.Array  # [] int32
@@ -353,11 +372,21 @@ def train_step(state: TrainState, key) -> tuple[TrainState, dict]:
   return new_state, metrics
 
 
+# A run's two streams of randomness, each a pure function of the run's key and
+# the env step: the training step's and the evaluation's (smpc_jax.evaluation).
+STEP_STREAM, EVAL_STREAM = 0, 1
+
+
+def step_key(state: TrainState) -> jax.Array:
+  """The key env step `state.step` draws from: fold_in(key, step). A run is
+  then the same however it is cut into calls, chunks or resumptions."""
+  return jax.random.fold_in(jax.random.fold_in(state.key, STEP_STREAM), state.step)
+
+
 def run(state: TrainState, num_steps: int) -> tuple[TrainState, dict]:
-  """`num_steps` training steps in one `lax.scan`; metrics are [num_steps]."""
-  key, step_key = jax.random.split(state.key)
-  state = state.replace(key=key)
-  return jax.lax.scan(train_step, state, jax.random.split(step_key, num_steps))
+  """`num_steps` training steps in one `lax.scan`; metrics are [num_steps].
+  Step t draws from `step_key`, so run(s, 1000) equals two runs of 500."""
+  return jax.lax.scan(lambda s, _: train_step(s, step_key(s)), state, None, length=num_steps)
 
 
 def make_train(config: Config):
@@ -365,7 +394,7 @@ def make_train(config: Config):
   run as one function to `jit` (and `vmap` over keys for seeds)."""
   config = validate(config)
 
-  def train(key):
+  def train(key):  # key: jax.random.PRNGKey(seed), as the drivers' --seed
     return run(init(config, key), config.total_steps)
 
   return train
