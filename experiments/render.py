@@ -21,10 +21,10 @@ import jax
 import numpy as np
 
 from experiments.harness import cli  # first: it checks the environment before mujoco loads
-from experiments.harness import files
+from experiments.harness import checkpoint_io, files
 import smpc_jax as sj
 from smpc_jax import checkpoint as ckpt
-from smpc_jax import evaluation
+from smpc_jax import evaluation, runner
 
 FLAGS = flags.FLAGS
 
@@ -127,15 +127,16 @@ def main(argv):
     cli.fail(f"run_dir={FLAGS.run_dir!r} holds no complete checkpoint.")
   mngr = ckpt.manager(directory)
   try:
-    step, states, progress, damaged = ckpt.restore_intact(mngr, set_aside=False)
-  except ckpt.CheckpointError as e:
+    spec, states, progress, damaged = runner.load(mngr, io=checkpoint_io.held)
+  except runner.ResumeError as e:
     cli.fail(str(e), hard=True)
+  step = progress.done_steps
   for _, reason in damaged:
     print(f"warning: {reason}; rendering step {step}, the newest intact checkpoint.",
           file=sys.stderr, flush=True)
-  if not 0 <= FLAGS.seed_index < progress["seeds"]:
-    cli.fail(f"seed_index={FLAGS.seed_index} is invalid; the run has {progress['seeds']} "
-             f"seeds (0 to {progress['seeds'] - 1}).")
+  if not 0 <= FLAGS.seed_index < spec.num_runs:
+    cli.fail(f"seed_index={FLAGS.seed_index} is invalid; the run has {spec.num_runs} "
+             f"seeds (0 to {spec.num_runs - 1}).")
   state = jax.tree.map(lambda x: x[FLAGS.seed_index], states)
   steps = min(FLAGS.steps, state.config.episode_length)
   qpos, shown = jax.jit(episode_qpos, static_argnums=2)(

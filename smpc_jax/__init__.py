@@ -8,6 +8,8 @@ Where the paper lives:
   replay.py      the buffer of (s, a, r, s', terminated, plan).
   actor.py       the DDPG-style actor of Fig. 3's ablations and the DDPG
                  baseline (Config.control / Config.targets = "actor").
+  runner.py      the run: a Spec (config, seeds, grid) started or resumed,
+                 run in compiled chunks that checkpoint.
   checkpoint.py  orbax checkpoints of the whole run state (exact resume).
   sharding.py    seeds over devices and processes (jax.sharding).
   envs/          the task registry (envs.register): the paper's tasks on MJX,
@@ -16,18 +18,27 @@ Where the paper lives:
                  video's), `evaluate` (their returns).
   types.py       the reward and termination callables envs and planner share.
   config.py      the frozen Config and its presets.
+
+Keys: a run is a pure function of (config, seed). init(config,
+PRNGKey(seed)) draws the networks and the first state and keeps a run key;
+env step t draws from fold_in(fold_in(run key, 0), t) (`step_key`), the
+evaluation at step t from stream 1 (`evaluation_key`). So chunking, stopping
+and resuming change nothing, and make_train(config)(PRNGKey(seed)) is
+train.py's --seed run.
 """
 
 from smpc_jax import _quiet  # noqa: F401  (first: silences two third-party notices)
 from smpc_jax.config import Config, PRESETS, preset, validate
-from smpc_jax.evaluation import evaluate
+from smpc_jax.evaluation import evaluate, evaluation_key
+from smpc_jax import runner
 from smpc_jax.planner import Model, MPPIResult, mppi, shift
-from smpc_jax.train import HParams, TrainState, init, make_train, run, train_step
+from smpc_jax.train import (HParams, TrainState, init, make_train, run, step_key, train_step,
+                            with_hparams)
 
 __all__ = [
     "Config", "PRESETS", "preset", "validate",
-    "HParams", "TrainState", "init", "train_step", "run", "make_train",
-    "evaluate",
+    "HParams", "TrainState", "init", "train_step", "run", "make_train", "step_key",
+    "with_hparams", "evaluate", "evaluation_key", "runner",
     "Model", "MPPIResult", "mppi", "shift",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -12,9 +12,9 @@ does with them (one line, an exit code) is the driver's business.
   state, progress = runner.run(state, progress, spec, chunk_steps=1000)
 
 Keys. Run i of a spec has combination i // seeds and seed `spec.seed + i %
-seeds`, and its key is jax.random.PRNGKey(that seed); env step t draws from
-fold_in(key, t) (smpc_jax.train.step_key) and an evaluation at step t from
-its own stream (smpc_jax.evaluation.evaluation_key). So a run is a pure
+seeds`, and init draws it from jax.random.PRNGKey(that seed); env step t
+draws from fold_in(run key, t) (smpc_jax.train.step_key) and an evaluation at
+step t from its own stream (smpc_jax.evaluation.evaluation_key). So a run is a pure
 function of (config, seed): however it is chunked, stopped and resumed, and
 `sj.make_train(config)(jax.random.PRNGKey(seed))` gives the same one.
 """
@@ -137,6 +137,12 @@ class Spec:
     return dict(config=ckpt.config_to_dict(self.config), seed=self.seed, seeds=self.seeds,
                 grid=[[name, list(values)] for name, values in self.grid])
 
+  @classmethod
+  def from_record(cls, saved: dict) -> "Spec":
+    """The spec a checkpoint's record describes (see `record`)."""
+    return cls(ckpt.config_from_dict(saved["config"]), saved["seed"], saved["seeds"],
+               tuple((name, tuple(values)) for name, values in saved["grid"]))
+
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
@@ -216,6 +222,27 @@ def resume(mngr, spec: Spec, mesh=None, io=contextlib.nullcontext):
   except ckpt.CheckpointError as e:
     raise ResumeError(str(e)) from None
   return state, Progress(saved["done_steps"], saved["chunks"], saved["run_s"]), damaged
+
+
+def load(mngr, io=contextlib.nullcontext):
+  """(spec, state, progress, damaged) of the newest intact checkpoint of
+  `mngr`, whatever run it holds (of this format version), on one device and
+  nothing moved: for readers of a run (experiments/render.py, users'
+  analyses). Raises ResumeError."""
+  def target_of(saved):
+    version = saved.get("version", "before 0.2.0")
+    if version != FORMAT_VERSION:
+      raise ckpt.CheckpointError(f"checkpoint {mngr.directory} was written by smpc_jax's run "
+                                 f"format {version}, this is {FORMAT_VERSION}")
+    return ckpt.abstract_state(ckpt.config_from_dict(saved["config"]),
+                               Spec.from_record(saved).num_runs)
+
+  try:
+    _, state, saved, damaged = ckpt.restore_intact(mngr, target_of, io, set_aside=False)
+  except ckpt.CheckpointError as e:
+    raise ResumeError(str(e)) from None
+  return (Spec.from_record(saved), state,
+          Progress(saved["done_steps"], saved["chunks"], saved["run_s"]), damaged)
 
 
 def chunk_programs(state: TrainState, total_steps: int, chunk_steps: int, done: int,

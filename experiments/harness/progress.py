@@ -1,5 +1,5 @@
-"""What a run shows while it runs: the per-chunk line, the first non-finite
-quantity, and TensorBoard scalars (per seed and median over seeds)."""
+"""What a run shows while it runs: the per-chunk line and TensorBoard
+scalars (per seed and median over seeds)."""
 
 from __future__ import annotations
 
@@ -27,25 +27,10 @@ def chunk_line(step, total, sps, line, eta_s) -> str:
   over seeds of the episodes finished in the chunk), losses, time left."""
   return (f"step {step:>8d}/{total} ({100 * step / total:3.0f}%)  {sps:7.1f} steps/s/seed  "
           f"return {nanmedian(line['mean_return']):8.1f}  "
-          f"q_loss {nanmedian(line['q_loss']):8.3g}  "
+          f"q_loss {nanmedian(line.get('q_loss', [np.nan])):8.3g}  "
           + (f"dyn_loss {nanmedian(line['dyn_loss']):8.3g}" if "dyn_loss" in line
              else f"actor_q {nanmedian(line.get('actor_q', [np.nan])):8.3g}")
           + f"  left {duration(eta_s)}")
-
-
-def first_nonfinite(finite: dict, first_step: int):
-  """(seed, quantity, step) of the earliest False flag, or None.
-
-  finite: {quantity: [S, n] bool}, from the chunk's metrics; step numbers
-  count from `first_step` (the step the chunk's first step reaches)."""
-  names = list(finite)
-  found = [(int(i), int(seed), names.index(name))
-           for name, flags in finite.items()
-           for seed, i in np.argwhere(~np.asarray(flags, bool))]
-  if not found:
-    return None
-  i, seed, k = min(found)
-  return seed, names[k], first_step + i
 
 
 class TensorBoard:

@@ -7,11 +7,11 @@ import optax
 import pytest
 
 import smpc_jax as sj
-from conftest import assert_trees_equal
+from tests.helpers import assert_trees_equal
 from smpc_jax import planner, replay
 
 SMALL = sj.preset("idp", total_steps=400, num_samples=16, target_samples=8,
-                  hidden_sizes=(32, 32), batch_size=8, chunk_steps=100, eval_episodes=2)
+                  hidden_sizes=(32, 32), batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +86,9 @@ def test_short_run_learns(tmp_path):
   without Q; with ours 84, 228, 117; on brax's idp seeds 0, 1, 2 gave 2.4x,
   3.4x and 2.0x the untrained return)."""
   config = sj.preset("idp", total_steps=6000, num_samples=40, target_samples=8,
-                     hidden_sizes=(64, 64), eval_episodes=4)
+                     hidden_sizes=(64, 64))
   train = jax.jit(sj.make_train(config))
-  evaluate = jax.jit(lambda s, k: sj.evaluate(s, k, config.eval_episodes))
+  evaluate = jax.jit(lambda s, k: sj.evaluate(s, k, 4))
   key = jax.random.PRNGKey(0)
   before = evaluate(jax.jit(sj.init, static_argnums=0)(config, key), jax.random.PRNGKey(1))
   state, metrics = train(key)

@@ -16,7 +16,7 @@ import pytest
 
 import smpc_jax as sj
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 SWEEP = os.path.join(ROOT, "experiments", "sweep.py")
 TINY = ["--total_steps=20", "--chunk_steps=20", "--episode_length=15", "--num_samples=8",
         "--target_samples=4", "--hidden_sizes=16,16", "--batch_size=4", "--eval_episodes=1"]

@@ -16,11 +16,11 @@ import smpc_jax as sj
 from smpc_jax import actor as actor_lib
 from smpc_jax import networks, replay
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 STEPS = 300  # two chunks of 150: one compile per variant
 TINY = sj.preset("idp", total_steps=STEPS, num_samples=8, target_samples=4, hidden_sizes=(8,),
-                 batch_size=8, eval_episodes=2, episode_length=60)
+                 batch_size=8, episode_length=60)
 # Fig. 3's ablation switches and DDPG, three compiles in all: "MPPI only for
 # control" (targets=actor) also plans without terminal Q and with one model,
 # so its online planner runs both of those switches.
@@ -82,7 +82,7 @@ def test_ddpg_has_no_dynamics_and_evaluates_with_its_actor(variant):
   jax.tree.map(np.testing.assert_array_equal, s2.scales, s0.scales)  # no model: nothing learns scales
   # evaluate acts with mu(s): it traces no planner (there are no dynamics to
   # plan with), and a different actor gives different returns.
-  evaluate = jax.jit(lambda s, k: sj.evaluate(s, k, c.eval_episodes))
+  evaluate = jax.jit(lambda s, k: sj.evaluate(s, k, 2))
   key = jax.random.PRNGKey(3)
   trained = evaluate(s2, key)
   zeroed = evaluate(s2.replace(actor_params=jax.tree.map(jnp.zeros_like, s2.actor_params)), key)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import smpc_jax as sj
-from conftest import assert_trees_equal
+from tests.helpers import assert_trees_equal
 from smpc_jax import losses, networks, planner, replay
 from smpc_jax.planner import Model
 from smpc_jax.train import parts
@@ -34,7 +34,7 @@ from smpc_jax.train import parts
 ENV = "idp_brax"
 H0 = sj.preset(ENV, total_steps=16, episode_length=5, horizon=0, num_samples=8,
                target_samples=4, ensemble_size=2, hidden_sizes=(8,), batch_size=1,
-               branching="per_step", chunk_steps=16, eval_episodes=2)
+               branching="per_step")
 H2 = H0.replace(horizon=2, batch_size=4)  # plans of 3 actions, batches of 4
 C = H0.capacity  # 16 buffer rows
 GAMMA = 0.5  # the run's discount leaf; the config says 0.99

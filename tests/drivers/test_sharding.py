@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
 # Two chunks of 50 steps: the second chunk must reuse the first's program.
 TINY = ["--total_steps=100", "--chunk_steps=50", "--episode_length=30",

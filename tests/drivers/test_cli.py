@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 from experiments.harness import files, progress, stats  # noqa: E402
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
@@ -260,3 +260,22 @@ def test_a_damaged_run_file_is_named_in_one_line(script, metrics, summary, words
   assert [l for l in p.stderr.splitlines() if l.startswith("error:")] == [
       words.replace("{run}", str(run_dir))]
   assert sorted(os.listdir(tmp_path)) == ["run"]  # no figure or table written
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--temperature=-1"], "error: temperature=-1.0 is invalid; it must be > 0."),
+    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax."),
+    (["--num_samples=30", "--branching=per_sample"],
+     "error: num_samples=30 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4."),
+    (["--seeds=0"], "error: seeds=0 is invalid; it must be an integer >= 1."),
+])
+def test_train_rejects_bad_config_in_one_line(args, words, tmp_path):
+  out = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+       f"--out_dir={tmp_path}/run", *args],
+      capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2, out.stderr
+  lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert lines == [words], out.stderr
+  assert "Traceback" not in out.stderr
+  assert not os.path.exists(f"{tmp_path}/run")  # nothing written, nothing compiled

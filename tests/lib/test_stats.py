@@ -10,7 +10,7 @@ import pytest
 
 from experiments.harness import stats
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def sorted_trim_iqm(v):

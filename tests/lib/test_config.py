@@ -1,12 +1,6 @@
-import os
-import subprocess
-import sys
-
 import pytest
 
 from smpc_jax import Config, preset, validate
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_presets_hold_the_paper_defaults():
@@ -67,47 +61,6 @@ def test_invalid_values_name_the_field(field, value, words):
 def test_unknown_preset_is_a_clear_error():
   with pytest.raises(ValueError, match="env='cheetah' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax"):
     preset("cheetah")
-
-
-@pytest.mark.parametrize("args,words", [
-    (["--temperature=-1"], "error: temperature=-1.0 is invalid; it must be > 0."),
-    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax."),
-    (["--num_samples=30", "--branching=per_sample"],
-     "error: num_samples=30 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4."),
-    (["--seeds=0"], "error: seeds=0 is invalid; it must be an integer >= 1."),
-])
-def test_cli_rejects_bad_input_in_one_line(args, words, tmp_path):
-  out = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
-       f"--out_dir={tmp_path}/run", *args],
-      capture_output=True, text=True, timeout=300)
-  assert out.returncode == 2, out.stderr
-  lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
-  assert lines == [words], out.stderr
-  assert "Traceback" not in out.stderr
-  assert not os.path.exists(f"{tmp_path}/run")  # nothing written, nothing compiled
-
-
-@pytest.mark.slow  # outside `make test`'s 15 minutes; `make test-slow` runs it.
-def test_cli_writes_metrics_summary_and_plot(tmp_path):
-  out = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--seeds=2",
-       "--total_steps=40", "--chunk_steps=20", "--episode_length=15", "--num_samples=8",
-       "--target_samples=4", "--hidden_sizes=16,16", "--batch_size=4", "--eval_episodes=1",
-       f"--out_dir={tmp_path}/run"],
-      capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-2000:]
-  import json
-  lines = [json.loads(l) for l in open(f"{tmp_path}/run/metrics.jsonl")]
-  assert [l["step"] for l in lines] == [20, 40]
-  assert len(lines[0]["episode_returns"]) == 2  # one list per seed
-  summary = json.load(open(f"{tmp_path}/run/summary.json"))
-  for k in ("env", "seeds", "total_steps", "final_returns", "final_return_iqm", "sps",
-            "compile_s", "wall_s"):
-    assert k in summary
-  assert summary["seeds"] == 2 and len(summary["final_returns"]) == 2
-  assert open(f"{tmp_path}/run/returns.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-  assert "IQM" in out.stdout
 
 
 def test_seeds_must_be_distinct_prng_seeds():

@@ -21,7 +21,7 @@ import pytest
 
 from smpc_jax import checkpoint as ckpt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
 FLAGS = ["--total_steps=60", "--chunk_steps=20", "--episode_length=15", "--num_samples=8",
          "--target_samples=4", "--hidden_sizes=16", "--batch_size=4", "--eval_episodes=1",

@@ -10,7 +10,7 @@ import pytest
 
 from smpc_jax import envs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize("name", [n if not n.endswith("_brax") else pytest.param(n, marks=pytest.mark.slow)
