@@ -95,9 +95,10 @@ baselines: install
 	  --curve=paper --out=$(RESULTS)/baselines/fig4_paper.png
 
 # The paper's Fig. 2 (warm/cold targets x ensemble/one model), 50k steps, SEEDS
-# seeds vmapped per configuration (default 3 here), into results/fig2/.
+# seeds vmapped per configuration (default 3 here), into $(RESULTS)/fig2/.
 fig2: install
-	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,50000) PY=$(PY) experiments/studies/fig2.sh
+	SEEDS=$(call given,SEEDS,3) STEPS=$(call given,STEPS,50000) PY=$(PY) OUT=$(RESULTS)/fig2 ARGS="$(ARGS)" \
+	  experiments/studies/fig2.sh
 
 # The authors' code's choices (no masking after an imagined termination,
 # random initial plans, one raw dynamics batch), each alone and all together,

@@ -14,11 +14,12 @@ STEPS=${STEPS:-50000}
 OUT=${OUT:-results/fig2}
 ONLY=${ONLY:-}
 CORE=${CORE:-}
+ARGS=${ARGS:-}  # extra flags for every run (the tests' tiny sizes)
 pin=()
 if [ -n "$CORE" ]; then pin=(taskset -c "$CORE"); fi
 mkdir -p "$OUT"
 {
-  echo "command: make fig2 SEEDS=$SEEDS STEPS=$STEPS (experiments/studies/fig2.sh; ONLY=$ONLY CORE=$CORE)"
+  echo "command: make fig2 SEEDS=$SEEDS STEPS=$STEPS (experiments/studies/fig2.sh; ONLY=$ONLY CORE=$CORE ARGS=$ARGS)"
   echo "started: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
   echo "machine: $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 } >> "$OUT/command.txt"
@@ -30,7 +31,7 @@ for cfg in "warm_ensemble:--warm_start --ensemble_size=4" \
   if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   if [ -f "$OUT/$name/summary.json" ]; then echo "$name: done already"; continue; fi
   # shellcheck disable=SC2086
-  "${pin[@]}" $PY experiments/train.py --env=idp --seeds="$SEEDS" --total_steps="$STEPS" ${cfg#*:} \
+  "${pin[@]}" $PY experiments/train.py --env=idp --seeds="$SEEDS" --total_steps="$STEPS" ${cfg#*:} $ARGS \
     --out_dir="$OUT/$name" --overwrite 2>&1 | grep --line-buffered -v "mujoco_warp" | tee "$OUT/$name.log"
 done
 for cfg in warm_ensemble cold_ensemble warm_one cold_one; do

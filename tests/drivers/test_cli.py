@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT
-from experiments.harness import files, progress, stats  # noqa: E402
+from experiments.harness import files, stats
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 
 
@@ -145,13 +145,6 @@ def test_summary_json_is_strict(tmp_path):
   text = path.read_text()
   assert "NaN" not in text and "Infinity" not in text
   assert json.loads(text) == dict(a=None, b=[1.0, None, 2.5], c=3, d={"e": None})
-
-
-def test_first_nonfinite_names_seed_quantity_and_step():
-  finite = dict(q_loss=np.array([[True, True, True], [True, True, False]]),
-                params=np.array([[True, True, True], [True, False, False]]))
-  assert progress.first_nonfinite(finite, 101) == (1, "params", 102)
-  assert progress.first_nonfinite({k: np.ones_like(v) for k, v in finite.items()}, 1) is None
 
 
 SIGNALS_SCRIPT = """

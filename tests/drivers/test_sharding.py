@@ -126,7 +126,7 @@ config = sj.preset("idp", num_samples=8, target_samples=4, hidden_sizes=(16,), b
 mesh = sharding.seed_mesh()
 step = jax.vmap(lambda s: sj.run(s, 1)[0])
 def one_step(mesh):
-  keys = sharding.seed_keys(jax.random.PRNGKey(0), 4, mesh)
+  keys = sharding.place(np.asarray(jax.random.split(jax.random.PRNGKey(0), 4)), mesh)
   state = sharding.seed_jit(jax.vmap(lambda k: sj.init(config, k)), mesh)(keys)
   out = sharding.seed_jit(step, mesh)(state)
   if mesh is not None:

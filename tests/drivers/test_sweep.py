@@ -1,6 +1,7 @@
-"""experiments/sweep.py: swept values land in the state's array leaves, bad
-input gets one line, and a sweep runs exactly total_steps, stops on a signal
-and resumes bit for bit (train.py's loop, experiments/harness/loop.py)."""
+"""experiments/sweep.py: bad input gets one line, and a sweep runs exactly
+total_steps, stops on a signal and resumes bit for bit (train.py's run:
+smpc_jax.runner through experiments/harness/driver.py). Its grid parsing and
+run layout are tested in-process (tests/lib/test_grid.py, test_runner.py)."""
 
 import json
 import os
@@ -9,12 +10,9 @@ import signal
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import smpc_jax as sj
 
 from tests.helpers import ROOT
 SWEEP = os.path.join(ROOT, "experiments", "sweep.py")
@@ -22,55 +20,13 @@ TINY = ["--total_steps=20", "--chunk_steps=20", "--episode_length=15", "--num_sa
         "--target_samples=4", "--hidden_sizes=16,16", "--batch_size=4", "--eval_episodes=1"]
 
 
-@pytest.fixture(scope="module")
-def sweep_module():
-  from experiments import sweep
-  return sweep
-
-
-@pytest.mark.parametrize("param", ["tau", "temperature", "learning_rate"])
-def test_with_value_sets_the_leaf_per_run(sweep_module, param):
-  config = sj.preset("idp", num_samples=8, target_samples=4, hidden_sizes=(8,))
-  keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  values = jnp.array([0.25, 0.5])
-  states = jax.jit(jax.vmap(lambda k, v: sweep_module.with_value(sj.init(config, k), param, v)))(
-      keys, values)
-  if param == "learning_rate":
-    got = [states.q_opt.hyperparams["learning_rate"], states.dyn_opt.hyperparams["learning_rate"]]
-  else:
-    got = [getattr(states.hparams, param)]
-  for g in got:
-    np.testing.assert_allclose(g, values)
-
-
-def test_runs_are_value_major_with_the_same_seeds_per_value(sweep_module):
-  """3 values x 4 seeds: reshaped to [value, seed] as the summary is, row v
-  holds value v in every run and the 4 seed keys in order, the same for every
-  value, and so are the evaluation keys: two combinations differ by their
-  values alone. Planted bugs seen to fail it: keys repeated and values tiled
-  (the seed-major layout) while the summary reshapes value-major; evaluation
-  keys split over the 12 runs (issue 20: they followed the run's position)."""
-  values, seeds = [0.1, 0.2, 0.3], 4
-  keys, eval_keys, swept = sweep_module.runs([(v,) for v in values], seeds, 7)
-  assert keys.shape == eval_keys.shape == (12, 2) and swept.shape == (12, 1)
-  by_seed = np.asarray(eval_keys).reshape(len(values), seeds, 2)
-  np.testing.assert_array_equal(by_seed, np.broadcast_to(by_seed[0], by_seed.shape))
-  assert len({tuple(k) for k in by_seed[0]}) == seeds  # each seed its own key
-  assert not (by_seed[0] == np.asarray(keys)[:seeds]).all(1).any()  # not the training keys
-  seed_keys = np.asarray(jax.random.split(jax.random.PRNGKey(7), seeds))
-  by_value = np.asarray(swept).reshape(len(values), seeds)
-  np.testing.assert_allclose(by_value, np.repeat(np.array(values, np.float32)[:, None], seeds, 1))
-  np.testing.assert_array_equal(np.asarray(keys).reshape(len(values), seeds, 2),
-                                np.broadcast_to(seed_keys, (len(values), seeds, 2)))
-
-
 @pytest.mark.parametrize("args,words", [
     (["--param=horizon"], "error: param='horizon' is invalid; allowed: temperature, noise_var, "
                           "gamma, tau, learning_rate."),
     (["--param=tau", "--values=0.1,2"], "error: tau=2.0 is invalid; it must lie in (0, 1]."),
     (["--values=a"], "error: values='a' is invalid; they must be numbers."),
-    (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers "
-                              "after '=', comma separated."),
+    (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers, "
+                              "comma separated."),
     # Issue 20: one run twice under two labels.
     (["--param=tau", "--values=0.1,0.1"], "error: values='0.1,0.1' is invalid; 0.1 is given twice."),
     (["--grid=tau=0.1,0.10000000001"], "error: grid='tau=0.1,0.10000000001' is invalid; 0.1 is "
@@ -144,40 +100,6 @@ def test_grid_sweep_sharded_writes_table_and_heatmap(tmp_path):
     assert open(f"{tmp_path}/run/{name}", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_parse_grid_orders_and_validates(sweep_module):
-  config = sj.preset("idp")
-  grid = sweep_module.parse_grid(["temperature=0.1, 1", "learning_rate=1e-3"], config)
-  assert grid == [("temperature", [0.1, 1.0]), ("learning_rate", [1e-3])]
-
-
-@pytest.mark.parametrize("specs,words", [
-    (["tau="], "grid='tau=' is invalid; give one or more numbers after '=', comma separated."),
-    (["tau"], "grid='tau' is invalid; it must be NAME=V1,V2,... with NAME one of "
-              "temperature, noise_var, gamma, tau, learning_rate."),
-    (["horizon=1,2"], "grid='horizon=1,2' is invalid; NAME must be one of "
-                      "temperature, noise_var, gamma, tau, learning_rate."),
-    (["tau=0.1", "tau=0.2"], "grid='tau=0.2' is invalid; tau is swept twice."),
-    (["tau=0.1,x"], "grid='tau=0.1,x' is invalid; the values must be numbers."),
-    (["gamma=0.9,1.5"], "gamma=1.5 is invalid; it must lie in (0, 1]."),
-    (["tau=0.1,0.2,0.1"], "grid='tau=0.1,0.2,0.1' is invalid; 0.1 is given twice."),
-    (["learning_rate=1e-46"], "learning_rate=1e-46 is invalid; it must be > 0 in float32 "
-                              "(>= 1.175e-38, the smallest normal float32)."),
-    (["temperature=-1"], "temperature=-1.0 is invalid; it must be > 0."),
-])
-def test_parse_grid_rejects_bad_specs(sweep_module, specs, words):
-  with pytest.raises(ValueError) as e:
-    sweep_module.parse_grid(specs, sj.preset("idp"))
-  assert str(e.value) == words
-
-
-def test_with_values_sets_every_swept_leaf(sweep_module):
-  config = sj.preset("idp", total_steps=16, num_samples=8, target_samples=4, hidden_sizes=(8,))
-  # Jitted: the env's reset compiles in half the time it takes op by op.
-  state = jax.jit(lambda k: sweep_module.with_values(
-      sj.init(config, k), ["temperature", "tau"], jnp.array([0.5, 0.25])))(jax.random.PRNGKey(0))
-  assert float(state.hparams.temperature) == 0.5 and float(state.hparams.tau) == 0.25
-
-
 # 2 values x 1 seed, 50 steps in chunks of 20, 20 and 10: exactly total_steps.
 RESUMABLE = ["--param=tau", "--values=0.005,0.05", "--seeds=1", "--total_steps=50",
              "--chunk_steps=20", "--episode_length=15", "--num_samples=8", "--target_samples=4",
@@ -193,8 +115,9 @@ def sweep_env(tmp_path_factory):
 
 def _final_state(out):
   from smpc_jax import checkpoint as ckpt
-  mngr = ckpt.manager(os.path.join(out, "checkpoints"))
-  return ckpt.restore(mngr, mngr.latest_step())
+  from smpc_jax import runner
+  _, state, progress, _ = runner.load(ckpt.manager(os.path.join(out, "checkpoints")))
+  return state, progress
 
 
 # Three sweep processes, about 250 s of a cold make test (which passed 15 min
@@ -236,9 +159,10 @@ def test_sweep_runs_exactly_total_steps_and_resumes_bit_for_bit(sweep_env, tmp_p
   state_a, progress_a = _final_state(alone)
   state_b, progress_b = _final_state(stopped)
   chex.assert_trees_all_equal(state_a, state_b)
-  assert int(state_a.step[0]) == 50 and progress_a["steps"] == [20, 40, 50]
+  assert int(state_a.step[0]) == 50 and progress_a.chunks == 3
   np.testing.assert_array_equal(np.asarray(state_a.hparams.tau), np.float32([0.005, 0.05]))
-  assert progress_a["curves"] == progress_b["curves"]
+  curves = lambda d: [(l["step"], l["mean_return"]) for l in map(json.loads, open(d / "metrics.jsonl"))]
+  assert curves(alone) == curves(stopped) and [s for s, _ in curves(alone)] == [20, 40, 50]
   s_a, s_b = (json.load(open(d / "summary.json")) for d in (alone, stopped))
   assert s_a["total_steps"] == 50 and s_a["finished"] and s_b["finished"]
   assert s_a["final_returns"] == s_b["final_returns"]
