@@ -11,7 +11,7 @@ validation and the drivers' flags read it), `make(name)` builds one. Built in:
                             Walker2d-v5 (x kept in the observation), rebuilt
                             on MJX (inverted_double_pendulum.py, hopper.py,
                             walker.py) and checked against Gymnasium
-                            (tests/test_parity.py).
+                            (tests/lib/test_parity.py).
   "idp_brax", "hopper_brax" brax's variants (brax_tasks.py), which earlier
                             results used.
 
@@ -40,7 +40,7 @@ class Environment(NamedTuple):
   action_size: int
   action_low: float
   action_high: float
-  reward_fn: RewardFn  # Equals env.step(...).reward (tests/test_envs.py).
+  reward_fn: RewardFn  # Equals env.step(...).reward (tests/lib/test_envs.py).
   termination_fn: TerminationFn  # 1.0 where env.step(...).done is 1.0.
   mj_model: mujoco.MjModel  # For rendering.
 

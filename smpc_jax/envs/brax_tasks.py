@@ -96,7 +96,7 @@ def make(name: str, frame_skip: int = 0):
     # MuJoCo's defaults (100 iterations to a 1e-8 tolerance, 50 line-search
     # steps) never meet that tolerance in float32 and run to the cap whenever
     # the cart is at the rail; 4 and 8 give the same states
-    # (tests/test_envs.py) at a fraction of the cost.
+    # (tests/lib/test_envs.py) at a fraction of the cost.
     env.sys = env.sys.tree_replace({"opt.iterations": _IDP_SOLVER_ITERATIONS,
                                     "opt.ls_iterations": 2 * _IDP_SOLVER_ITERATIONS})
     return env, idp_reward, idp_termination

@@ -18,7 +18,7 @@ FRAME_SKIP = 4
 RESET_NOISE = 5e-3
 CTRL_COST = 1e-3
 # Contacts and joint limits; MuJoCo's 100 Newton iterations to 1e-8 cannot
-# converge in float32 (tests/test_parity.py measures the cap against Gymnasium).
+# converge in float32 (tests/lib/test_parity.py measures the cap against Gymnasium).
 # 3 Newton iterations with 1 line-search step pass it with the errors of
 # 4 x 1 and 4 x 2 (the old 4 x 8 was not measured beside them); 2 do not
 # (one-step errors 2.5e-3), whatever the line search. Fewer steps: a shorter

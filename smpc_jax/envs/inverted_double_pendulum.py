@@ -7,7 +7,7 @@ clip(qfrc_constraint[0], 10)], reward 10 * alive - 0.01 x_tip^2 - (y_tip - 2)^2
 - 1e-3 w1^2 - 5e-3 w2^2 and termination at y_tip <= 1, where the tip is the
 model's site as MuJoCo leaves it after the step.
 
-One solver option differs from MuJoCo's (see `SOLVER`); tests/test_parity.py
+One solver option differs from MuJoCo's (see `SOLVER`); tests/lib/test_parity.py
 measures both against Gymnasium.
 """
 
@@ -28,7 +28,7 @@ POLE = 0.6  # Both poles; the tip site is 0.6 above the second hinge.
 # evaluations of an env step; one Newton step solves this problem. Each cap
 # is a step of the step's serial chain of kernels (issue 18): 2 Newton
 # iterations (MJX runs its loop only for 2 or more) with 1 line-search step
-# give the same parity errors as 4 and 8 (tests/test_parity.py) and, from
+# give the same parity errors as 4 and 8 (tests/lib/test_parity.py) and, from
 # 12,800 states of rail-slamming rollouts, the same next observations but for
 # 0.1% of them, by <= 4.8e-6 (float32 rounding); 4 x 8 cost 4.9x the kernels.
 SOLVER = dict(iterations=2, ls_iterations=1)
@@ -71,7 +71,7 @@ def tip(obs):
 
   MuJoCo's RK4 leaves site positions at its last stage, q0 + h v0 + h^2/2 a1,
   against q' = q0 + h v0 + h^2 (a0 + a1 + a2) / 6 at the end of the substep:
-  equal up to O(h^3) (measured in tests/test_parity.py)."""
+  equal up to O(h^3) (measured in tests/lib/test_parity.py)."""
   s1, s2, c1, c2 = obs[1], obs[2], obs[3], obs[4]
   s12, c12 = s1 * c2 + c1 * s2, c1 * c2 - s1 * s2  # sin, cos of th1 + th2
   return obs[0] + POLE * (s1 + s12), POLE * (c1 + c12)

@@ -94,7 +94,7 @@ class MjxTask:
     step from here equals the step from `reset(rng)` bit for bit, and the
     observation equals `reset`'s where it reads only qpos, qvel and
     constraint forces that are zero at every reset (idp's rail limit is 0.9
-    away; hopper reads no forces): tests/test_envs.py checks both. The
+    away; hopper reads no forces): tests/lib/test_envs.py checks both. The
     pipeline state's derived fields (positions, forces) are left at zero."""
     qpos, qvel = self._reset_fn(rng)
     data = self._data0.replace(qpos=qpos, qvel=qvel)

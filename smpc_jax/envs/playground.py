@@ -7,7 +7,7 @@ extra: pip install -e '.[playground]').
 
 The planner needs the task's reward and termination as functions of
 (s, a, s'), which Playground does not expose: the caller writes them from
-the env's code (tests/test_user_env.py does so for CartpoleBalance).
+the env's code (tests/lib/test_user_env.py does so for CartpoleBalance).
 Playground's `done` is taken as termination; episodes are truncated by
 `Config.episode_length`, as for every task here.
 """

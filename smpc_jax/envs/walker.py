@@ -21,7 +21,7 @@ CTRL_COST = 1e-3
 HEALTHY_Z = (0.8, 2.0)
 HEALTHY_ANGLE = (-1.0, 1.0)
 # Contacts and joint limits, as Hopper: MuJoCo's 100 Newton iterations to
-# 1e-8 cannot converge in float32 (tests/test_parity.py measures the cap).
+# 1e-8 cannot converge in float32 (tests/lib/test_parity.py measures the cap).
 SOLVER = dict(iterations=4, ls_iterations=8)
 NQ = 9
 

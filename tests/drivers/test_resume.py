@@ -341,7 +341,6 @@ KILL_DURING_SAVE = textwrap.dedent("""
     import os, signal, sys
     from orbax.checkpoint._src.path import atomicity
     from smpc_jax import checkpoint as ckpt
-from smpc_jax import runner
     from smpc_jax import runner
     mngr = ckpt.manager(sys.argv[1])
     spec, state, progress, _ = runner.load(mngr)

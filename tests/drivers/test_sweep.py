@@ -24,7 +24,7 @@ TINY = ["--total_steps=20", "--chunk_steps=20", "--episode_length=15", "--num_sa
     (["--param=horizon"], "error: param='horizon' is invalid; allowed: temperature, noise_var, "
                           "gamma, tau, learning_rate."),
     (["--param=tau", "--values=0.1,2"], "error: tau=2.0 is invalid; it must lie in (0, 1]."),
-    (["--values=a"], "error: values='a' is invalid; they must be numbers."),
+    (["--values=a"], "error: values='a' is invalid; the values must be numbers."),
     (["--grid=tau=0.1,,0.2"], "error: grid='tau=0.1,,0.2' is invalid; give one or more numbers, "
                               "comma separated."),
     # Issue 20: one run twice under two labels.

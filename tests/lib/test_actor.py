@@ -132,7 +132,7 @@ def test_train_step_uses_the_target_networks_for_actor_targets(variant):
   _, c, _, s1, s2, m = variant
   if c.targets != "actor":
     pytest.skip("targets=actor only")
-  key = jax.random.split(jax.random.split(s1.key)[1], STEPS // 2)[0]  # as `run` splits
+  key = sj.step_key(s1)  # the key of the step after s1
   k_idx = jax.random.split(key, 5)[2]  # as `train_step` splits
   row = int(s1.buffer.cursor)  # where that step wrote its transition
   buffer = replay.add(s1.buffer, replay.get(s2.buffer, row))

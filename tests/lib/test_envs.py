@@ -1,6 +1,6 @@
 """brax's tasks (idp_brax, hopper_brax): known reward and termination equal
 the environment's own. The paper's tasks are checked against Gymnasium in
-tests/test_parity.py."""
+tests/lib/test_parity.py."""
 
 import jax
 import jax.numpy as jnp

@@ -108,7 +108,7 @@ def test_sj_run_in_pieces_and_make_train_draw_the_drivers_keys(spec, in_chunks_o
 
 
 def test_step_and_evaluation_keys_are_per_step_streams():
-  state = sj.init(TINY, jax.random.PRNGKey(3))
+  state = jax.jit(sj.init, static_argnums=0)(TINY, jax.random.PRNGKey(3))
   later = state.replace(step=jnp.int32(7))
   keys = [sj.step_key(state), sj.step_key(later), sj.evaluation_key(state),
           sj.evaluation_key(later)]
