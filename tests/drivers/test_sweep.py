@@ -168,6 +168,9 @@ def test_sweep_runs_exactly_total_steps_and_resumes_bit_for_bit(sweep_env, tmp_p
   assert s_a["final_returns"] == s_b["final_returns"]
 
 
+# 77 s of a cold make test: `make test-slow`. The runner's NonFinite naming
+# the run is tested in-process (tests/lib/test_runner.py).
+@pytest.mark.slow
 def test_a_non_finite_run_stops_the_sweep_naming_the_run(sweep_env, tmp_path):
   """The sweep's loop is train.py's: a run whose Q-values overflow (Adam's first
   step moves each weight by about the learning rate, so 1e30 overflows at once)

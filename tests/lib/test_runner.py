@@ -13,7 +13,9 @@ from smpc_jax import checkpoint as ckpt
 from smpc_jax import runner
 from tests.helpers import assert_trees_equal
 
-TINY = sj.preset("idp", total_steps=40, episode_length=15, num_samples=8, target_samples=4,
+# tests/drivers/test_resume.py's run (its FLAGS): the compiled init and
+# chunks are the same programs, so one compile serves both files.
+TINY = sj.preset("idp", total_steps=60, episode_length=15, num_samples=8, target_samples=4,
                  hidden_sizes=(16,), batch_size=4)
 
 
@@ -30,10 +32,12 @@ def lines(chunks):
 def run_all(spec, chunk_steps, **kwargs):
   chunks = []
   state, progress = runner.start(spec)
+  kwargs.setdefault("programs", runner.chunk_programs(state, spec.config.total_steps,
+                                                      chunk_steps, 0))
   state, progress, stopped = runner.run(
       state, progress, spec, chunk_steps=chunk_steps,
       on_chunk=lambda s, c, p: chunks.append(c), **kwargs)
-  return state, progress, stopped, chunks
+  return state, progress, stopped, chunks, kwargs["programs"]
 
 
 @pytest.fixture(scope="module")
@@ -47,25 +51,27 @@ def in_chunks_of_20(spec):
 
 
 def test_a_run_is_the_same_however_it_is_chunked(spec, in_chunks_of_20):
-  """40 steps as two chunks of 20 and as one of 40: the same final state
-  (networks, optimisers, buffer, env), the same episodes. Planted bug seen to
+  """60 steps as three chunks of 20 and as 40 + 20: the same final state
+  (networks, optimisers, buffer, env), the same steps. Planted bug seen to
   fail it: the key split once per call of `run` (the code before issue 27)."""
-  state_a, progress_a, _, chunks_a = in_chunks_of_20
-  state_b, progress_b, _, chunks_b = run_all(spec, 40)
+  state_a, progress_a, _, chunks_a, _ = in_chunks_of_20
+  state_b, progress_b, _, chunks_b, programs = run_all(spec, 40)
+  assert sorted(programs) == [20, 40]
   assert_trees_equal(state_a, state_b)
-  assert (progress_a.done_steps, progress_a.chunks) == (40, 2)
-  assert (progress_b.done_steps, progress_b.chunks) == (40, 1)
+  assert (progress_a.done_steps, progress_a.chunks) == (60, 3)
+  assert (progress_b.done_steps, progress_b.chunks) == (60, 2)
   for name in ("done", "episode_return", "reward"):
-    np.testing.assert_array_equal(
-        np.concatenate([c.metrics[name] for c in chunks_a], axis=1), chunks_b[0].metrics[name])
+    np.testing.assert_array_equal(np.concatenate([c.metrics[name] for c in chunks_a], axis=1),
+                                  np.concatenate([c.metrics[name] for c in chunks_b], axis=1))
 
 
 def test_a_stopped_and_resumed_run_ends_as_the_run_left_alone(spec, in_chunks_of_20, tmp_path):
   """Stopped after its first chunk (a checkpoint saved), resumed from that
   checkpoint in a fresh manager: the same final state and later metrics."""
-  state_a, _, _, chunks_a = in_chunks_of_20
+  state_a, _, _, chunks_a, programs = in_chunks_of_20
   mngr = ckpt.manager(str(tmp_path / "checkpoints"))
-  state, progress, stopped, _ = run_all(spec, 20, mngr=mngr, should_stop=lambda: True)
+  state, progress, stopped, _, _ = run_all(spec, 20, mngr=mngr, should_stop=lambda: True,
+                                           programs=programs)
   assert stopped and progress.done_steps == 20 and ckpt.steps(str(tmp_path / "checkpoints")) == [20]
   mngr.wait_until_finished()
   mngr = ckpt.manager(str(tmp_path / "checkpoints"))
@@ -73,8 +79,9 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_left_alone(spec, in_chunks_of
   assert damaged == [] and (progress.done_steps, progress.chunks) == (20, 1)
   chunks = []
   state, progress, stopped = runner.run(state, progress, spec, chunk_steps=20, mngr=mngr,
-                                        on_chunk=lambda s, c, p: chunks.append(c))
-  assert not stopped and progress.done_steps == 40
+                                        on_chunk=lambda s, c, p: chunks.append(c),
+                                        programs=programs)
+  assert not stopped and progress.done_steps == 60
   assert_trees_equal(state, state_a)
   assert lines(chunks) == lines(chunks_a[1:])
   # The reader's view of the same folder: the spec and the state at step 40.
@@ -92,9 +99,10 @@ def test_sj_run_in_pieces_and_make_train_draw_the_drivers_keys(spec, in_chunks_o
   separately compiled init and chunks, so the last bits differ, and only
   there. A wrong key (seed 5's, or the keys before issue 27) gives another
   run altogether, which this catches."""
-  state_a, _, _, chunks_a = in_chunks_of_20
+  state_a, _, _, chunks_a, _ = in_chunks_of_20
   mine = jax.tree.map(lambda x: x[1], state_a)
-  theirs, metrics = jax.jit(sj.make_train(TINY))(jax.random.PRNGKey(6))
+  train = jax.jit(sj.make_train(TINY))
+  theirs, metrics = train(jax.random.PRNGKey(6))
   np.testing.assert_array_equal(
       metrics["done"], np.concatenate([c.metrics["done"][1] for c in chunks_a]))
   for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
@@ -103,7 +111,7 @@ def test_sj_run_in_pieces_and_make_train_draw_the_drivers_keys(spec, in_chunks_o
       np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
     else:
       np.testing.assert_array_equal(a, b)
-  other, _ = jax.jit(sj.make_train(TINY))(jax.random.PRNGKey(5))
+  other, _ = train(jax.random.PRNGKey(5))
   assert not np.allclose(other.buffer.data.action, mine.buffer.data.action, atol=1e-3)
 
 
@@ -149,12 +157,12 @@ def test_spec_refuses_what_it_cannot_run(kwargs, words):
 
 def test_resume_checks_name_the_first_difference(spec):
   saved = dict(spec.record(), version=runner.FORMAT_VERSION, done_steps=20, chunks=1, run_s=1.0)
-  runner.check_resumable(saved, runner.Spec(TINY.replace(total_steps=60), seed=5, seeds=2))
+  runner.check_resumable(saved, runner.Spec(TINY.replace(total_steps=80), seed=5, seeds=2))
   cases = [
       (dict(saved, version="0.1.0"), spec, "run format 0.1.0, this is 0.2.0"),
       (saved, runner.Spec(TINY, seed=5, seeds=3), "seeds=2 in the checkpoint, 3 now"),
       (saved, runner.Spec(TINY.replace(tau=0.01), seed=5, seeds=2), "tau=0.005 in the checkpoint"),
-      (dict(saved, done_steps=60), spec, "total_steps=40 is invalid; the checkpoint has done 60"),
+      (dict(saved, done_steps=80), spec, "total_steps=60 is invalid; the checkpoint has done 80"),
   ]
   for record, want, words in cases:
     with pytest.raises(runner.ResumeError, match=words.replace("(", r"\(")):
@@ -167,7 +175,7 @@ def test_reduce_takes_whatever_the_step_emits(control, targets):
   """The DDPG step emits no dyn_loss and no online_ess: the driver's line of
   2fe103a read them and crashed after chunk 1 (KeyError 'dyn_loss').
   Metrics of the step's own shapes, each configuration's keys."""
-  config = TINY.replace(control=control, targets=targets, total_steps=4)
+  config = TINY.replace(control=control, targets=targets, total_steps=4)  # shapes only
   _, metrics = jax.eval_shape(jax.vmap(lambda k: sj.run(sj.init(config, k), 4)),
                               jax.ShapeDtypeStruct((2, 2), jnp.uint32))
   m = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), metrics)
@@ -181,6 +189,22 @@ def test_reduce_takes_whatever_the_step_emits(control, targets):
   assert ("online_ess" in line) == (control == "mppi")
   assert ("actor_q" in line) == (control == "actor" or targets == "actor")
   assert "finite" not in line and line["q_loss"] == [1.0, 1.0]
+
+
+def test_a_non_finite_run_stops_the_run_naming_it(spec, in_chunks_of_20, tmp_path):
+  """A grid of learning rates 3e-4 and 1e30, one seed each (the same program
+  as the two-seed spec: the rates are state leaves): Adam's first step moves
+  every weight by about the rate, so the second run overflows in the first
+  chunk. NonFinite names that run; nothing is saved."""
+  programs = in_chunks_of_20[-1]
+  grid = runner.Spec(TINY, seed=0, seeds=1, grid=(("learning_rate", (3e-4, 1e30)),))
+  mngr = ckpt.manager(str(tmp_path / "checkpoints"))
+  with pytest.raises(runner.NonFinite) as e:
+    run_all(grid, 20, mngr=mngr, programs=programs)
+  assert e.value.run == 1 and grid.run_name(e.value.run) == "learning_rate=1e+30, seed 0"
+  assert e.value.quantity in ("q_loss", "dyn_loss", "q", "target", "params")
+  assert 1 <= e.value.step <= 20 and e.value.chunk.done == 20
+  assert ckpt.steps(str(tmp_path / "checkpoints")) == []
 
 
 def test_first_nonfinite_is_the_earliest_step_then_run():
