@@ -114,8 +114,13 @@ table1: install
 # Two pytest workers (pytest-xdist), one test file each at a time, so a
 # file's module fixtures compile once: XLA's CPU compiles are single-threaded.
 TEST_WORKERS ?= 2
+# The longest files first, then every other one: so that no long file is left
+# running alone at the end while the other worker idles.
+TESTS_FIRST = tests/drivers/test_resume.py tests/lib/test_wiring.py tests/lib/test_parity.py \
+              tests/lib/test_train.py tests/lib/test_runner.py tests/drivers/test_studies.py
+TESTS = $(TESTS_FIRST) $(filter-out $(TESTS_FIRST),$(sort $(wildcard tests/*/test_*.py)))
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(TESTS)
 
 # The compile-heavy tests left out of `make test` (brax's SAC driver, brax's hopper).
 test-slow: install

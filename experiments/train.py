@@ -4,9 +4,9 @@
   python experiments/train.py ...same flags... --resume     # continue DIR's run
 
 Every Config field is a flag (see --helpfull); unset ones keep the env preset.
-Seed i of the run (--seed + i) is the run `sj.make_train(config)(
-jax.random.PRNGKey(seed))` computes: each env step has its own key, so
---chunk_steps, a stop and a resume change nothing in the results.
+The run is `jax.vmap(sj.make_train(config))` over jax.random.PRNGKey(--seed),
+..., PRNGKey(--seed + --seeds - 1), bit for bit: each env step has its own
+key, so --chunk_steps, a stop and a resume change nothing in the results.
 Writes DIR/metrics.jsonl (one line per chunk), DIR/summary.json, DIR/returns.png
 (refreshed during the run), DIR/checkpoints/ (orbax, every --checkpoint_every
 steps, the last --keep_checkpoints kept) and, with --tensorboard,

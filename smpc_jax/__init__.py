@@ -23,8 +23,8 @@ Keys: a run is a pure function of (config, seed). init(config,
 PRNGKey(seed)) draws the networks and the first state and keeps a run key;
 env step t draws from fold_in(fold_in(run key, 0), t) (`step_key`), the
 evaluation at step t from stream 1 (`evaluation_key`). So chunking, stopping
-and resuming change nothing, and make_train(config)(PRNGKey(seed)) is
-train.py's --seed run.
+and resuming change nothing, and jax.vmap(make_train(config)) over
+PRNGKey(S), ..., PRNGKey(S+n-1) is train.py's --seed=S --seeds=n run.
 """
 
 from smpc_jax import _quiet  # noqa: F401  (first: silences two third-party notices)

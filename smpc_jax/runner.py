@@ -16,7 +16,7 @@ seeds`, and init draws it from jax.random.PRNGKey(that seed); env step t
 draws from fold_in(run key, t) (smpc_jax.train.step_key) and an evaluation at
 step t from its own stream (smpc_jax.evaluation.evaluation_key). So a run is a pure
 function of (config, seed): however it is chunked, stopped and resumed, and
-`sj.make_train(config)(jax.random.PRNGKey(seed))` gives the same one.
+`jax.vmap(sj.make_train(config))` over the spec's keys gives the same runs.
 """
 
 from __future__ import annotations

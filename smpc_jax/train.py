@@ -389,12 +389,26 @@ def run(state: TrainState, num_steps: int) -> tuple[TrainState, dict]:
   return jax.lax.scan(lambda s, _: train_step(s, step_key(s)), state, None, length=num_steps)
 
 
+def _as_input(state: TrainState) -> TrainState:
+  """`state` through the host and back, once. Without it XLA compiles init
+  and the steps as one program and folds what init makes into the steps
+  (layouts, constants), which rounds differently from steps on a state
+  passed in, as the drivers' chunks get it. With it, `jax.vmap(train)` over
+  a driver's seeds is that run bit for bit."""
+  return jax.pure_callback(lambda s: s, state, state, vmap_method="broadcast_all")
+
+
 def make_train(config: Config):
   """PureJaxRL-style: `train(key) -> (final state, per-step metrics)`, a whole
-  run as one function to `jit` (and `vmap` over keys for seeds)."""
+  run as one function to `jit` (and `vmap` over keys for seeds).
+
+  `jax.jit(jax.vmap(train))(keys)` with keys PRNGKey(S), ..., PRNGKey(S+n-1)
+  is train.py's `--seed=S --seeds=n` bit for bit. Unvmapped, or vmapped over
+  another count, XLA lays the program out otherwise: the same episodes, the
+  same draws, floats equal to rounding (as across device layouts)."""
   config = validate(config)
 
   def train(key):  # key: jax.random.PRNGKey(seed), as the drivers' --seed
-    return run(init(config, key), config.total_steps)
+    return run(_as_input(init(config, key)), config.total_steps)
 
   return train

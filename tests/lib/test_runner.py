@@ -91,27 +91,32 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_left_alone(spec, in_chunks_of
   assert_trees_equal(loaded, state_a)
 
 
-def test_sj_run_in_pieces_and_make_train_draw_the_drivers_keys(spec, in_chunks_of_20):
-  """Seed 6 of the spec (run 1) against sj.make_train(config)(PRNGKey(6)),
-  unvmapped. The same keys give the same episodes (every done flag and
-  integer leaf equal) and the same floats up to rounding: XLA compiles init
-  fused into make_train's one program differently from the runner's
-  separately compiled init and chunks, so the last bits differ, and only
-  there. A wrong key (seed 5's, or the keys before issue 27) gives another
-  run altogether, which this catches."""
+def test_make_train_is_the_drivers_run(spec, in_chunks_of_20):
+  """jax.vmap(sj.make_train(config)) over the spec's seeds 5 and 6 is the
+  runner's run bit for bit (the drivers' chunks, 20 steps each). Unvmapped,
+  seed 6 alone is the same run up to rounding: XLA lays a batch of one
+  program out otherwise (every episode and integer leaf equal, floats within
+  1e-3 after 60 steps). A wrong key (seed 5's for 6, or the keys before
+  issue 27) gives another run altogether. Planted bugs seen to fail it: the
+  key split once per call of `run`; make_train without `_as_input` (65 of
+  the state's leaves differ in their last bits)."""
   state_a, _, _, chunks_a, _ = in_chunks_of_20
-  mine = jax.tree.map(lambda x: x[1], state_a)
-  train = jax.jit(sj.make_train(TINY))
-  theirs, metrics = train(jax.random.PRNGKey(6))
+  train = sj.make_train(TINY)
+  both, metrics = jax.jit(jax.vmap(train))(jnp.stack([jax.random.PRNGKey(5),
+                                                      jax.random.PRNGKey(6)]))
+  assert_trees_equal(both, state_a)
   np.testing.assert_array_equal(
-      metrics["done"], np.concatenate([c.metrics["done"][1] for c in chunks_a]))
-  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
+      metrics["reward"], np.concatenate([c.metrics["reward"] for c in chunks_a], axis=1))
+  mine = jax.tree.map(lambda x: x[1], state_a)
+  one = jax.jit(train)
+  alone, _ = one(jax.random.PRNGKey(6))
+  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(alone)):
     a, b = np.asarray(a), np.asarray(b)
     if np.issubdtype(a.dtype, np.inexact):
       np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
     else:
       np.testing.assert_array_equal(a, b)
-  other, _ = train(jax.random.PRNGKey(5))
+  other, _ = one(jax.random.PRNGKey(5))
   assert not np.allclose(other.buffer.data.action, mine.buffer.data.action, atol=1e-3)
 
 
