@@ -250,9 +250,9 @@ def chunk_programs(state: TrainState, total_steps: int, chunk_steps: int, done: 
   """{steps: compiled chunk}: the full chunk's and, when the steps left do
   not divide into chunks, the short last one's (each donates its state)."""
   chunk = min(chunk_steps, total_steps)
-  sizes = {chunk} | ({(total_steps - done) % chunk} if (total_steps - done) % chunk else set())
+  last = (total_steps - done) % chunk
   out = {}
-  for n in sorted(sizes):
+  for n in [chunk] + ([last] if last else []):
     out[n] = sharding.seed_jit(jax.vmap(lambda s, n=n: run_steps(s, n)), mesh,
                                donate_argnums=0).lower(state).compile()
     sharding.barrier(f"compiled_{n}")  # no process runs it while another compiles

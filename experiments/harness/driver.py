@@ -179,7 +179,8 @@ def _main(argv, driver, grid_of):
         stopped_outputs("failed save", last[0])
       except OSError:
         pass  # the disk is full: what was written before stays as it was
-    print(f"error: saving checkpoint {e.step} failed: {checkpoint_io.os_reason(e.error)}; "
+    print(f"error: saving checkpoint {os.path.join(directory, str(e.step))} failed: "
+          f"{checkpoint_io.os_reason(e.error)}; "
           f"stopped at step {e.step}. Kept: {out}/metrics.jsonl up to step {e.step}, "
           + (f"the last good checkpoint (step {e.kept[-1]})" if e.kept else "no checkpoint")
           + ". Free some space, then "

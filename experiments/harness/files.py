@@ -120,8 +120,8 @@ def check_out_file(path, flag, suffixes):
 RUN_FILES = {
     "train.py": ("metrics.jsonl", "summary.json", "returns.png", "checkpoints", "tensorboard",
                  "checkpoints_damaged"),
-    "sweep.py": ("summary.json", "table.md", "returns.png", "heatmap.png", "checkpoints",
-                 "checkpoints_damaged"),
+    "sweep.py": ("metrics.jsonl", "summary.json", "table.md", "returns.png", "heatmap.png",
+                 "checkpoints", "tensorboard", "checkpoints_damaged"),
     "sac.py": ("metrics.jsonl", "summary.json"),
 }
 

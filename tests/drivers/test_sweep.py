@@ -69,8 +69,10 @@ def test_sweep_does_not_write_into_another_run(owner, files, tmp_path):
   assert out.returncode == 2, out.stderr[-2000:]
   assert "Traceback" not in out.stderr
   [line] = [l for l in out.stderr.splitlines() if l.startswith("error:")]
-  want = ("pass --resume to continue it or --overwrite to replace it" if owner == "sweep.py" else
-          "sweep.py does not write into it: choose another out_dir.")
+  # A folder from before .owner: train.py and sweep.py write the same files
+  # since both are the runner's, so it reads as a previous run (still refused).
+  want = ("pass --resume to continue it or --overwrite to replace it" if owner != "train.py"
+          else "sweep.py does not write into it: choose another out_dir.")
   assert line.startswith(f"error: out_dir='{run_dir}' holds a ") and want in line, line
   for name in files:
     assert (run_dir / name).read_text() == f"the previous run's {name}"
@@ -138,7 +140,7 @@ def test_sweep_runs_exactly_total_steps_and_resumes_bit_for_bit(sweep_env, tmp_p
   lines = []
   for line in b.stdout:
     lines.append(line)
-    if line.startswith("step") and line.split()[1] == "20":
+    if line.startswith("step") and line.split()[1].startswith("20/"):
       b.send_signal(signal.SIGTERM)
   err_b = b.stderr.read()
   assert b.wait(timeout=600) == 143, err_b[-3000:]
