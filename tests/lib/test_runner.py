@@ -93,31 +93,18 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_left_alone(spec, in_chunks_of
 
 def test_make_train_is_the_drivers_run(spec, in_chunks_of_20):
   """jax.vmap(sj.make_train(config)) over the spec's seeds 5 and 6 is the
-  runner's run bit for bit (the drivers' chunks, 20 steps each). Unvmapped,
-  seed 6 alone is the same run up to rounding: XLA lays a batch of one
-  program out otherwise (every episode and integer leaf equal, floats within
-  1e-3 after 60 steps). A wrong key (seed 5's for 6, or the keys before
-  issue 27) gives another run altogether. Planted bugs seen to fail it: the
-  key split once per call of `run`; make_train without `_as_input` (65 of
-  the state's leaves differ in their last bits)."""
+  runner's run bit for bit (the drivers' chunks, 20 steps each), so the keys
+  and the draws are the drivers'. (Unvmapped, XLA lays out a batch of one
+  otherwise: measured, 63 leaves differ in their last bits after 60 steps,
+  every integer leaf and episode equal; README, "Keys".) Planted bugs seen
+  to fail it: the key split once per call of `run`; make_train without
+  `_as_input` (65 of the state's leaves differ in their last bits)."""
   state_a, _, _, chunks_a, _ = in_chunks_of_20
-  train = sj.make_train(TINY)
-  both, metrics = jax.jit(jax.vmap(train))(jnp.stack([jax.random.PRNGKey(5),
-                                                      jax.random.PRNGKey(6)]))
+  both, metrics = jax.jit(jax.vmap(sj.make_train(TINY)))(
+      jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6)]))
   assert_trees_equal(both, state_a)
   np.testing.assert_array_equal(
       metrics["reward"], np.concatenate([c.metrics["reward"] for c in chunks_a], axis=1))
-  mine = jax.tree.map(lambda x: x[1], state_a)
-  one = jax.jit(train)
-  alone, _ = one(jax.random.PRNGKey(6))
-  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(alone)):
-    a, b = np.asarray(a), np.asarray(b)
-    if np.issubdtype(a.dtype, np.inexact):
-      np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
-    else:
-      np.testing.assert_array_equal(a, b)
-  other, _ = one(jax.random.PRNGKey(5))
-  assert not np.allclose(other.buffer.data.action, mine.buffer.data.action, atol=1e-3)
 
 
 def test_step_and_evaluation_keys_are_per_step_streams():
