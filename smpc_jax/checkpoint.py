@@ -227,7 +227,3 @@ def extend(state: TrainState, config: Config) -> TrainState:
                             cursor=jnp.where(buffer.size >= old, old, buffer.cursor))
   return state.replace(config=config, buffer=buffer)
 
-
-def to_jsonable(x):
-  """numpy/jax scalars and arrays as lists of Python numbers."""
-  return np.asarray(x).tolist()

@@ -53,10 +53,6 @@ def seed_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(AXIS))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec())
-
-
 def seed_jit(fn, mesh: Optional[Mesh], **kwargs):
   """`jax.jit(fn)` whose every output keeps its leading (seed) axis on `mesh`
   (None: plain jit). Inputs follow their own shardings."""
