@@ -1,7 +1,10 @@
 """Env steps per second of the paper's configuration, per vmapped seed count.
 
   python experiments/bench.py --env=idp --seeds=1,4,16,64 [--steps=2000 --repeats=5]
-      [--out=results/bench_<backend>.json] [--shape_bound] [--tiny]
+      [--out=results/bench_<backend>.json] [--shape_bound] [--tiny] [--CONFIG_FIELD=VALUE...]
+
+Every Config field is a flag, as in train.py (e.g. --compute_dtype=bfloat16,
+--num_samples=400); unset ones keep the env's preset.
 
 For each seed count: compiles one chunk of --steps training steps (the
 compile time is reported), runs it --repeats times after a warm-up and reports
@@ -21,6 +24,7 @@ The last line printed is `sps=<env steps per second per seed, first seed count>`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -33,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.harness import cli  # first: it checks the environment before mujoco loads
-from experiments.harness import files, stats
+from experiments.harness import config_flags, files, stats
 import smpc_jax as sj
 from smpc_jax import envs
 
@@ -46,7 +50,7 @@ def env_names() -> tuple:
 @cli.once
 def define_flags():
   """This driver's flags (defined when it runs, not when imported)."""
-  flags.DEFINE_string("env", "idp", f"Environment: {' | '.join(env_names())}.")
+  config_flags.define_config_flags()  # --env and every Config field
   flags.DEFINE_list("seeds", ["1"], "Seed counts to measure, comma separated (e.g. 1,4,16,64).")
   flags.DEFINE_integer("steps", 2000, "Training steps per timed chunk.")
   flags.DEFINE_integer("repeats", 5, "Timed chunks; the median is reported.")
@@ -90,10 +94,24 @@ def parse_flags() -> list:
 
 
 def bench_config():
-  """The preset of --env (at tiny widths with --tiny), long enough that the
-  buffer holds every timed step."""
-  return sj.preset(FLAGS.env, total_steps=FLAGS.steps * (FLAGS.repeats + 1),
-                   **(TINY if FLAGS.tiny else {}))
+  """The preset of --env with the Config flags given (at tiny widths with
+  --tiny), long enough that the buffer holds every timed step."""
+  config = config_flags.config_from_flags()
+  try:
+    return sj.validate(config.replace(total_steps=FLAGS.steps * (FLAGS.repeats + 1),
+                                      **(TINY if FLAGS.tiny else {})))
+  except ValueError as e:
+    cli.fail(str(e))
+
+
+def config_args() -> list:
+  """The Config flags given on the command line, as --name=value words."""
+  words = []
+  for field in dataclasses.fields(sj.Config):
+    value = getattr(FLAGS, field.name)
+    if field.name != "env" and value is not None:
+      words.append(f"--{field.name}={','.join(map(str, value)) if isinstance(value, list) else value}")
+  return words
 
 
 def _times(f, *args, repeats=5):
@@ -212,7 +230,9 @@ def main(argv):
   seed_counts = parse_flags()
   config = bench_config()
   device = jax.devices()[0]
-  print(f"bench {FLAGS.env}{' (tiny widths)' if FLAGS.tiny else ''} on {device.platform} "
+  print(f"bench {FLAGS.env}{' (tiny widths)' if FLAGS.tiny else ''} "
+        f"{' '.join(config_args())}{' ' if config_args() else ''}"
+        f"(compute_dtype {getattr(config, 'compute_dtype', 'float32')}) on {device.platform} "
         f"({device.device_kind}), seeds "
         f"{seed_counts}, {FLAGS.steps} steps x {FLAGS.repeats} repeats", flush=True)
   flops_per_step = step_flops(config)
@@ -299,7 +319,8 @@ def write(rows, seed_counts, flops_per_step) -> str:
     return ""
   device = jax.devices()[0]
   result = dict(
-      env=FLAGS.env, tiny=FLAGS.tiny, sps=rows[0]["sps_per_seed"], runs=rows,
+      env=FLAGS.env, tiny=FLAGS.tiny, config_flags=config_args(), sps=rows[0]["sps_per_seed"],
+      runs=rows,
       targets=targets(FLAGS.env, rows),
       steps_per_chunk=FLAGS.steps, repeats=FLAGS.repeats,
       flops_per_step=flops_per_step, matmul_gflops=rows[0]["matmul_gflops"],
@@ -310,7 +331,7 @@ def write(rows, seed_counts, flops_per_step) -> str:
       command=" ".join(["python experiments/bench.py", f"--env={FLAGS.env}",
                         f"--seeds={','.join(map(str, seed_counts))}", f"--steps={FLAGS.steps}",
                         f"--repeats={FLAGS.repeats}"] + (["--shape_bound"] if FLAGS.shape_bound else [])
-                       + (["--tiny"] if FLAGS.tiny else [])))
+                       + (["--tiny"] if FLAGS.tiny else []) + config_args()))
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path, "w") as f:
     json.dump(result, f, indent=2)

@@ -25,6 +25,9 @@ DYNAMICS_BATCHES = ("per_member", "shared")
 NETWORK_INITS = ("flax", "torch")
 ACTIVATIONS = ("silu", "relu", "tanh")
 NORMALISERS = ("mean", "sum")
+# The planners' network products: float32, or bfloat16 operands with float32
+# accumulation (networks.mixed_dot_general).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # The hyperparameters held as array leaves of the training state (HParams and
 # the optimisers' injected learning rate), so a vmapped sweep can vary them.
 SWEEPABLE = ("temperature", "noise_var", "gamma", "tau", "learning_rate")
@@ -109,6 +112,11 @@ class Config:
   tau: float = 0.005  # Polyak rate of the target Q.
   target_update_period: int = 2  # Env steps between Polyak updates.
   buffer_capacity: int = 1_000_000  # Capped at total_steps.
+  # The dtype of the network products inside both planners (online and
+  # targets, and so in evaluation): "float32", or "bfloat16" operands with
+  # float32 accumulation. Costs, returns, the soft value, weights, plans,
+  # losses, updates and parameters are float32 either way.
+  compute_dtype: str = "float32"
 
   @property
   def uses_actor(self) -> bool:
@@ -222,6 +230,8 @@ def validate(config: Config) -> Config:
     need(len(names) == len(c.hidden_sizes) and all(n in ACTIVATIONS for n in names),
          "q_activations", f"it must name one of {', '.join(ACTIVATIONS)} per hidden layer "
          f"({len(c.hidden_sizes)}), comma separated, or be empty")
+  need(c.compute_dtype in COMPUTE_DTYPES, "compute_dtype",
+       f"allowed: {', '.join(COMPUTE_DTYPES)}")
   need(c.value_normaliser in NORMALISERS, "value_normaliser",
        f"allowed: {', '.join(NORMALISERS)}")
   need(isinstance(c.warmup_steps, int) and 0 <= c.warmup_steps < c.total_steps, "warmup_steps",

@@ -76,10 +76,14 @@ class TrainState:
 
 class Parts(NamedTuple):
   environment: envs.Environment
-  q: networks.QNetwork
+  q: networks.QNetwork  # float32: the losses and updates
   ensemble: networks.Ensemble
   optimiser: optax.GradientTransformation
   actor: actor_lib.Actor | None = None  # only where config.uses_actor
+  # The same networks (same parameters) with the planners' compute dtype:
+  # what MPPI imagines with, online and in the targets.
+  planning_q: networks.QNetwork | None = None
+  planning_ensemble: networks.Ensemble | None = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,17 +93,23 @@ def parts(config: Config) -> Parts:
   obs, act = environment.obs_size, environment.action_size
   q_activation = (tuple(config.q_activations.split(",")) if config.q_activations
                   else config.activation)
-  q = networks.make_q(obs, act, config.hidden_sizes, config.network_init, q_activation)
-  ensemble = networks.make_ensemble(obs, act, config.hidden_sizes, config.ensemble_size,
-                                    config.branching, config.standardise_model,
-                                    config.network_init, config.activation)
+  make_q = functools.partial(networks.make_q, obs, act, config.hidden_sizes,
+                             config.network_init, q_activation)
+  make_ensemble = functools.partial(
+      networks.make_ensemble, obs, act, config.hidden_sizes, config.ensemble_size,
+      config.branching, config.standardise_model, config.network_init, config.activation)
+  q, ensemble = make_q(), make_ensemble()
+  planning_q, planning_ensemble = q, ensemble
+  if config.compute_dtype != "float32":
+    planning_q = make_q(compute_dtype=config.compute_dtype)
+    planning_ensemble = make_ensemble(compute_dtype=config.compute_dtype)
   optimiser = optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
   actor = None
   if config.uses_actor:
     actor = actor_lib.make_actor(obs, act, config.hidden_sizes, environment.action_low,
                                  environment.action_high, config.network_init,
                                  config.activation)
-  return Parts(environment, q, ensemble, optimiser, actor)
+  return Parts(environment, q, ensemble, optimiser, actor, planning_q, planning_ensemble)
 
 
 def init(config: Config, key) -> TrainState:
@@ -156,16 +166,17 @@ def initial_plan(config: Config, hparams: HParams, key, batch_shape=()) -> jax.A
 def planner_model(config: Config, dyn_params, scales, q_params) -> planner.Model:
   """The planner's imagination: ensemble dynamics, known reward and
   termination (never, with mask_terminations=False), and the terminal Q (or
-  zero, for the 'no Q' ablation)."""
+  zero, for the 'no Q' ablation); the networks' products in
+  config.compute_dtype."""
   p = parts(config)
 
   def dynamics(key, s, a):
-    return p.ensemble.predict(dyn_params, scales, key, s, a)
+    return p.planning_ensemble.predict(dyn_params, scales, key, s, a)
 
   def terminal_value(s, a):
     if not config.use_terminal_q:
       return jnp.zeros(s.shape[:-1])
-    return p.q.apply(q_params, s, a)
+    return p.planning_q.apply(q_params, s, a)
 
   env = p.environment
   termination = env.termination_fn
