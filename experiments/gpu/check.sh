@@ -4,7 +4,8 @@
 #      (fill it first, where pip works: experiments/gpu/wheels.sh);
 #   2. benchmarks idp and hopper (seeds 1,16,64; compile time, peak memory and
 #      XLA_FLAGS in each JSON), alone on the GPU: bench_gpu.json,
-#      bench_gpu_hopper.json; idp at 16 seeds once more without the command
+#      bench_gpu_hopper.json; hopper at 16 seeds with the other compute dtype
+#      (bench_gpu_hopper_<dtype>.json, in runs.tar.gz); idp at 16 seeds once more without the command
 #      buffer flags (bench_gpu_nocmdbuf.json); the step's serial kernels as
 #      XLA:GPU compiles them (serial_gpu_idp.json, step_ops.py --serial);
 #   3. three learning runs side by side for the time left (metrics.jsonl grows
@@ -89,6 +90,15 @@ if [ "$backend" = gpu ] && [ -n "${gpu_xla_flags:-}" ]; then
   XLA_FLAGS=$base_xla_flags timeout -s INT -k 20 "$t_ctl" "$py" experiments/bench.py --env=idp \
     "${bench_ctl[@]}" --out="$out/bench_${backend}_nocmdbuf.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
 fi
+# The hopper preset's step with the other compute dtype (issue 31: bfloat16
+# products with float32 accumulation against float32), at 16 seeds.
+# Its JSON travels in runs.tar.gz ($OUT holds at most 8 files).
+runs_root=${GPU_CHECK_RUN_DIR:-/tmp/gpu_check_runs}
+mkdir -p "$runs_root"
+other=$("$py" -c "import smpc_jax as sj; print({'float32': 'bfloat16'}.get(sj.preset('hopper').compute_dtype, 'float32'))" 2>/dev/null)
+say "bench hopper ${bench_ctl[*]} --compute_dtype=$other (at most ${t_ctl}s)"
+timeout -s INT -k 20 "$t_ctl" "$py" experiments/bench.py --env=hopper "${bench_ctl[@]}" \
+  --compute_dtype="$other" --out="$runs_root/bench_${backend}_hopper_${other}.json" 2>&1 | grep -v -i "warp\|warn" | tee -a "$log"
 say "serial kernels of the idp step as this backend compiles it (at most ${t_ser}s)"
 timeout -k 10 "$t_ser" "$py" experiments/step_ops.py --env=idp --serial \
   --out="$out/serial_${backend}_idp.json" 2>&1 | grep -v -i "warp\|warn" | sed -n 2,4p | tee -a "$log"
@@ -103,7 +113,6 @@ timeout -k 10 "$t_ser" "$py" experiments/step_ops.py --env=idp --serial \
 # Their small files come back in runs.tar.gz (the device tool returns at most
 # 8 files); checkpoints stay behind.
 t_learn=$(( $(left) - 120 ))
-runs_root=${GPU_CHECK_RUN_DIR:-/tmp/gpu_check_runs}
 if [ "$t_learn" -gt 30 ]; then
   learn_one() {  # name, flags...
     local name=$1; shift
@@ -133,7 +142,8 @@ if [ "$t_learn" -gt 30 ]; then
     rm -rf "$runs_root/$name/checkpoints"
     mv "$runs_root/$name.log" "$runs_root/$name/log.txt" 2>/dev/null
   done
-  tar -C "$runs_root" -czf "$out/runs.tar.gz" hopper16 idp_per_step idp_per_sample 2>/dev/null
+  tar -C "$runs_root" -czf "$out/runs.tar.gz" hopper16 idp_per_step idp_per_sample \
+    "bench_${backend}_hopper_${other}.json" 2>/dev/null
 else
   say "no time left for the learning runs"
 fi

@@ -138,11 +138,57 @@ def once(define_flags):
   return define
 
 
+class _Tolerant:
+  """A text stream whose failures cost nothing: once a write or flush fails
+  (the reader of a pipe is gone, as `tee` is after Ctrl-C; the terminal is
+  closed), its file descriptor goes to /dev/null and output is dropped, so a
+  run can still stop, save and write its files."""
+
+  def __init__(self, stream):
+    self._stream = stream
+
+  def _drop(self):
+    try:
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, self._stream.fileno())
+      os.close(devnull)
+    except (OSError, ValueError):
+      pass
+
+  def write(self, text):
+    try:
+      return self._stream.write(text)
+    except OSError:
+      self._drop()
+      return len(text)
+
+  def flush(self):
+    try:
+      self._stream.flush()
+    except OSError:
+      self._drop()
+      with contextlib.suppress(OSError):
+        self._stream.flush()  # what was buffered goes to /dev/null
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+
+def tolerate_closed_output():
+  """sys.stdout and sys.stderr become `_Tolerant` (once)."""
+  for name in ("stdout", "stderr"):
+    stream = getattr(sys, name)
+    if stream is not None and not isinstance(stream, _Tolerant):
+      setattr(sys, name, _Tolerant(stream))
+
+
 def run(main, define_flags, backend=True):
   """Defines the driver's flags, then app.run(main) with `parse_flags`:
   every driver's entry point. backend: False for the readers of run files,
   which compute nothing with JAX (and should not take a GPU's memory to
-  draw a plot)."""
+  draw a plot). Output that cannot be written is dropped
+  (`tolerate_closed_output`): it never costs a run its save."""
+  tolerate_closed_output()
   define_flags()
   app.run(main, flags_parser=lambda argv: parse_flags(argv, backend))
 

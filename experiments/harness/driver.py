@@ -17,6 +17,7 @@ is kept); 128 + signal after a stop on SIGINT/SIGTERM, with a checkpoint.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import json
 import os
@@ -159,12 +160,17 @@ def _main(argv, driver, grid_of):
       tb.close()
     record.summary(p, extra=dict(stopped_by=reason, compile_s=compile_s))
 
+  @contextlib.contextmanager
+  def saving():  # a save: its output held back, and not cut short by a second signal
+    with stop.critical(), checkpoint_io.held():
+      yield
+
   try:
     state, progress, stopped = runner.run(
         state, progress, spec, chunk_steps=FLAGS.chunk_steps, mngr=mngr,
         checkpoint_every=FLAGS.checkpoint_every, on_chunk=on_chunk,
         should_stop=lambda: stop.requested, mesh=mesh, programs=programs,
-        io=checkpoint_io.held)
+        io=saving)
   except runner.NonFinite as e:
     record.add(dict(runner.reduce(e.chunk), sps=e.chunk.steps / e.chunk.seconds))
     kept = ckpt.steps(directory)
@@ -191,7 +197,8 @@ def _main(argv, driver, grid_of):
     # A process that got no signal itself stops with the others (SIGTERM's code).
     name = stop.name if stop.requested else "another process's signal"
     if writer:
-      stopped_outputs(name, progress)
+      with stop.critical():  # the summary, too, is written whole
+        stopped_outputs(name, progress)
       print(f"stopped by {name} at step {progress.done_steps}; resume with: "
             f"{config_flags.command_line(drop=('resume', 'overwrite'), add=('--resume',))}",
             flush=True)

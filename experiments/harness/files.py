@@ -171,7 +171,8 @@ def claim_run_dir(path, driver, resume=False, overwrite=False, flag="out_dir"):
   another process holds it; it holds another driver's run (by its OWNER, or
   for a folder from before OWNER existed, by files `driver` does not write);
   or it holds a previous run and neither `resume` nor `overwrite` is given
-  (`overwrite` removes that run's files). Returns the run's files present."""
+  (`overwrite` removes that run's files, and only where OWNER names
+  `driver`). Returns the run's files present."""
   check_dir(path, flag)
   if resume and not os.path.isdir(path):
     fail(f"resume: {flag}={path!r} does not exist; there is no run to continue.")
@@ -192,6 +193,10 @@ def claim_run_dir(path, driver, resume=False, overwrite=False, flag="out_dir"):
       fail(f"{flag}={path!r} holds a previous run ({', '.join(previous)}); "
            + ("pass --resume to continue it or --overwrite to replace it." if "checkpoints" in own
               else "pass --overwrite to replace it, or choose another out_dir."))
+    if held_by is None:  # files by our names, but no run of ours said it made them
+      fail(f"{flag}={path!r} holds {', '.join(previous)} but no {OWNER} file: no driver of "
+           f"ours made that run, so --overwrite deletes nothing there; choose another {flag}, "
+           "or remove those files yourself.")
     for f in previous:
       p = os.path.join(path, f)
       shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)

@@ -112,3 +112,12 @@ def test_make_fig2_runs_to_its_figure_and_table(tmp_path):
     assert json.load(open(out / name / "summary.json"))["finished"], name
   assert (out / "fig2.png").read_bytes()[:8] == PNG
   assert (out / "table.md").read_text().count("\n") >= 4
+  # A stopped configuration (finished: false, its checkpoints kept) is
+  # resumed, not taken as done (issue 28, case 6); the others are skipped.
+  stopped = out / "warm_one" / "summary.json"
+  summary = json.load(open(stopped))
+  stopped.write_text(json.dumps(dict(summary, finished=False, stopped_by="SIGTERM")))
+  p = make("fig2", tmp_path, "SEEDS=1", "STEPS=40", TINY_ARGS)
+  assert "warm_one: stopped before its end; resuming it" in p.stdout, p.stdout[-3000:]
+  assert p.stdout.count("done already") == 3, p.stdout[-3000:]
+  assert json.load(open(stopped))["finished"]
