@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Tuple
 
 PRIORS = ("gaussian", "uniform")
@@ -172,6 +173,58 @@ FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 # jax.random.PRNGKey keeps a seed's low 32 bits: 2**32 would be seed 0's run.
 MAX_SEED = 2**32 - 1
+# Counts (steps, sizes, periods) become int32 arrays or shapes in the step.
+INT32_MAX = 2**31 - 1
+
+
+def _scalar(value):
+  """A 0-d numpy or JAX array as its Python number; anything else as it is."""
+  if getattr(value, "shape", None) == () and hasattr(value, "dtype") and hasattr(value, "item"):
+    try:
+      return value.item()
+    except Exception:  # a traced value: no number yet
+      return value
+  return value
+
+
+def _as_field_type(name: str, kind: str, value):
+  """`value` as the plain Python type of Config field `name` (annotation
+  `kind`), numpy and JAX scalars included; TypeError naming the field
+  otherwise (a string for a bool, a bool for a count, a float for a count)."""
+  value = _scalar(value)
+  if kind == "bool":
+    if isinstance(value, bool):
+      return value
+    raise TypeError(f"{name}={value!r} is invalid; it must be True or False.")
+  if kind == "int":
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+      return int(value)
+    raise TypeError(f"{name}={value!r} is invalid; it must be an integer.")
+  if kind == "float":
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+      return float(value)
+    raise TypeError(f"{name}={value!r} is invalid; it must be a number.")
+  if kind == "str":
+    if isinstance(value, str):
+      return value
+    raise TypeError(f"{name}={value!r} is invalid; it must be a string.")
+  # Tuple[int, ...]: hidden_sizes
+  if isinstance(value, (tuple, list)) and all(
+      isinstance(_scalar(v), numbers.Integral) and not isinstance(_scalar(v), bool)
+      for v in value):
+    return tuple(int(_scalar(v)) for v in value)
+  raise TypeError(f"{name}={value!r} is invalid; it must be a tuple of integers.")
+
+
+def typed(config: Config) -> Config:
+  """`config` with every field of its declared type (see `_as_field_type`)."""
+  changes = {}
+  for field in dataclasses.fields(Config):
+    value = getattr(config, field.name)
+    plain = _as_field_type(field.name, str(field.type), value)
+    if plain is not value:
+      changes[field.name] = plain
+  return dataclasses.replace(config, **changes) if changes else config
 
 
 def check_seed(seed, runs: int = 1, name: str = "seed"):
@@ -207,9 +260,11 @@ def preset(env: str, **overrides) -> Config:
 
 
 def validate(config: Config) -> Config:
-  """Returns `config` or raises one ValueError naming the bad field."""
+  """Returns `config`, its fields as plain Python values (numpy and JAX
+  scalars, a list of hidden sizes, taken), or raises one TypeError (a value
+  of the wrong type) or ValueError naming the bad field."""
   from smpc_jax import envs  # deferred: see the module docstring
-  c = config
+  c = typed(config)
 
   def need(ok: bool, field: str, allowed: str):
     if not ok:
@@ -245,11 +300,10 @@ def validate(config: Config) -> Config:
                "target_samples", "target_iterations", "ensemble_size", "dynamics_updates",
                "batch_size", "target_update_period", "actor_update_period", "buffer_capacity"):
     value = getattr(c, name)
-    need(isinstance(value, int) and value >= 1, name, "it must be an integer >= 1")
-  need(isinstance(c.frame_skip, int) and c.frame_skip >= 0, "frame_skip",
-       "it must be an integer >= 0 (0: the env's default)")
-  need(isinstance(c.horizon, int) and c.horizon >= 0, "horizon",
-       "it must be an integer >= 0")
+    need(1 <= value <= INT32_MAX, name, f"it must be an integer in [1, {INT32_MAX}]")
+  need(0 <= c.frame_skip <= INT32_MAX, "frame_skip",
+       f"it must be an integer in [0, {INT32_MAX}] (0: the env's default)")
+  need(0 <= c.horizon <= INT32_MAX, "horizon", f"it must be an integer in [0, {INT32_MAX}]")
   swept = SWEEPABLE
   for name in swept:
     need(float32_problem(getattr(c, name)) is None, name, float32_problem(getattr(c, name)) or "")
@@ -258,9 +312,8 @@ def validate(config: Config) -> Config:
   for name in swept:  # > 0, and still so as a float32 (1e-46 is 0 there)
     problem = float32_problem(getattr(c, name), positive=True)
     need(problem is None, name, problem or "")
-  need(len(c.hidden_sizes) >= 1 and all(
-      isinstance(h, int) and h >= 1 for h in c.hidden_sizes), "hidden_sizes",
-       "it must be one or more integers >= 1")
+  need(len(c.hidden_sizes) >= 1 and all(1 <= h <= INT32_MAX for h in c.hidden_sizes),
+       "hidden_sizes", "it must be one or more integers >= 1")
   if c.branching == "per_sample":  # Samples form ensemble_size equal groups.
     need(c.num_samples % c.ensemble_size == 0, "num_samples",
          f"with branching='per_sample' it must be divisible by ensemble_size={c.ensemble_size}")

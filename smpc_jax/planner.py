@@ -119,6 +119,42 @@ def _iteration(key, model_key, s0, plan, model, num_samples, temperature, noise_
   return new_plan, (-(value_cost + constant), ess)
 
 
+def _concrete(value):
+  """`value` as a Python float where it is known before tracing (a number, a
+  concrete array); None for a traced value (a vmapped sweep's)."""
+  try:
+    return float(value)
+  except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    return None
+
+
+def _check_arguments(s0, plan, num_samples, iterations, temperature, noise_var, prior,
+                     action_low, action_high):
+  """One ValueError naming the argument `mppi` cannot use, before tracing."""
+  for name, value in (("num_samples", num_samples), ("iterations", iterations)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"{name}={value!r} is invalid; it must be an integer >= 1 (static).")
+  if jnp.ndim(s0) != 1:
+    raise ValueError(f"s0 has shape {jnp.shape(s0)}; it must be one state [obs] "
+                     "(vmap mppi over a batch of states).")
+  if jnp.ndim(plan) != 2:
+    raise ValueError(f"plan has shape {jnp.shape(plan)}; it must be [H+1, act].")
+  for name, value in (("temperature", temperature), ("noise_var", noise_var)):
+    v = _concrete(value) if jnp.ndim(value) == 0 else None
+    if v is not None and not v > 0:
+      raise ValueError(f"{name}={v!r} is invalid; it must be > 0.")
+  if prior not in ("gaussian", "uniform"):
+    raise ValueError(f"prior={prior!r} is invalid; allowed: gaussian, uniform.")
+  low, high = (_concrete(v) if jnp.ndim(v) == 0 else None for v in (action_low, action_high))
+  if low is not None and high is not None:
+    if not low < high:
+      raise ValueError(f"action_low={low!r} and action_high={high!r} are invalid; "
+                       "action_low must be below action_high.")
+    if prior == "uniform" and not (math.isfinite(low) and math.isfinite(high)):
+      raise ValueError("prior='uniform' needs a finite action box (action_low, action_high): "
+                       f"got [{low}, {high}].")
+
+
 def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
          temperature, noise_var, gamma, prior: str = "gaussian",
          action_low=-jnp.inf, action_high=jnp.inf, model_key=None,
@@ -138,6 +174,8 @@ def mppi(key, s0, plan, model: Model, *, num_samples: int, iterations: int = 1,
   """
   if normaliser not in NORMALISERS:
     raise ValueError(f"normaliser={normaliser!r} is invalid; allowed: {', '.join(NORMALISERS)}.")
+  _check_arguments(s0, plan, num_samples, iterations, temperature, noise_var, prior,
+                   action_low, action_high)
   keys = jax.random.split(key, iterations)
   model_keys = None if model_key is None else jax.random.split(model_key, iterations)
 

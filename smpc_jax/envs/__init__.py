@@ -26,6 +26,7 @@ import functools
 from typing import Any, Callable, Dict, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import mujoco
 
 from smpc_jax.envs import hopper, inverted_double_pendulum, mjx_env, walker
@@ -57,6 +58,9 @@ def register(name: str, make_fn: MakeFn) -> None:
     raise ValueError(f"env name {name!r} is invalid; it must be a non-empty string.")
   if name in _REGISTRY:
     raise ValueError(f"env={name!r} is already registered; registered: {', '.join(names())}.")
+  if not callable(make_fn):
+    raise TypeError(f"envs.register({name!r}, {make_fn!r}): make_fn must be a function "
+                    "(frame_skip) -> Environment.")
   _REGISTRY[name] = make_fn
 
 
@@ -91,7 +95,31 @@ def _build(make_fn: MakeFn, name: str, frame_skip: int) -> Environment:
   if not isinstance(environment, Environment):
     raise TypeError(f"env={name!r}: its make returned {type(environment).__name__}, "
                     "not an Environment.")
+  _check_scalars(environment, name)
   return environment._replace(name=name)
+
+
+def _check_scalars(e: Environment, name: str) -> None:
+  """One ValueError unless the task's rewards and terminations are one
+  number per step: the planner's reward_fn and termination_fn for one
+  (s, a, s'), and the reward and done of the env's reset and step (shapes
+  only, traced once; the built-in tasks are tested, so only users' are)."""
+  s = jax.ShapeDtypeStruct((e.obs_size,), jnp.float32)
+  a = jax.ShapeDtypeStruct((e.action_size,), jnp.float32)
+  shapes = {"reward_fn(s, a, s')": lambda: jax.eval_shape(e.reward_fn, s, a, s),
+            "termination_fn(s, a, s')": lambda: jax.eval_shape(e.termination_fn, s, a, s)}
+  if name not in _BUILT_IN:
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    first = lambda: jax.eval_shape(e.env.reset, key)
+    after = lambda: jax.eval_shape(lambda k, u: e.env.step(e.env.reset(k), u), key, a)
+    shapes.update({"the env's reset reward": lambda: first().reward,
+                   "the env's step reward": lambda: after().reward,
+                   "the env's step done": lambda: after().done})
+  for what, shape_of in shapes.items():
+    shape = shape_of().shape
+    if shape != ():
+      raise ValueError(f"env={name!r}: {what} has shape {shape}; it must be a scalar, "
+                       "one number per step (shape ()).")
 
 
 def from_task(name: str, task: MjxTask, reward_fn: RewardFn,
@@ -131,6 +159,7 @@ register("hopper", _hopper)
 register("walker", _walker)
 register("idp_brax", _brax("idp"))
 register("hopper_brax", _brax("hopper"))
+_BUILT_IN = frozenset(names())
 
 __all__ = ["Environment", "MakeFn", "RewardFn", "TerminationFn", "register", "names",
            "check_name", "make", "from_task", "MjxTask", "State", "mjx_env"]
