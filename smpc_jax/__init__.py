@@ -41,4 +41,4 @@ __all__ = [
     "with_hparams", "evaluate", "evaluation_key", "runner",
     "Model", "MPPIResult", "mppi", "shift",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -197,7 +197,9 @@ def check_resumable(saved: dict, spec: Spec) -> None:
   try:
     saved_config = ckpt.config_from_dict(saved["config"])
   except ckpt.CheckpointError as e:
-    raise ResumeError(f"the checkpoint's config is of another version: {e}") from None
+    raise ResumeError(f"the checkpoint's config is of another version of smpc_jax: {e} (it was "
+                      f"written by smpc_jax {saved.get('package', 'before 0.3.0')}, this is "
+                      f"{_package_version()}); resume with the version that wrote it") from None
   differs = ckpt.mismatch(saved_config, spec.config)
   if differs:
     raise ResumeError(f"{differs}; only {', '.join(ckpt.RESUMABLE_FIELDS)} may change")
@@ -339,9 +341,15 @@ def run(state: TrainState, progress: Progress, spec: Spec, *, chunk_steps: int,
   return state, progress, False
 
 
+def _package_version() -> str:
+  from smpc_jax import __version__  # deferred: the package imports this module
+  return __version__
+
+
 def save(mngr, state: TrainState, progress: Progress, spec: Spec, io=contextlib.nullcontext):
   """A checkpoint at progress.done_steps; SaveFailed if it cannot be written."""
-  record = dict(spec.record(), version=FORMAT_VERSION, **dataclasses.asdict(progress))
+  record = dict(spec.record(), version=FORMAT_VERSION, package=_package_version(),
+                **dataclasses.asdict(progress))
   try:
     ckpt.save(mngr, progress.done_steps, state, record, io)
   except ckpt.CheckpointError as e:

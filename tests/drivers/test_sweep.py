@@ -189,3 +189,38 @@ def test_a_non_finite_run_stops_the_sweep_naming_the_run(sweep_env, tmp_path):
   assert re.match(r"error: non-finite (q_loss|dyn_loss|q|target|params) in learning_rate=1e\+30, "
                   r"seed 0 at step \d+; stopped\. No checkpoint was saved before it\.$", line), line
   assert not os.listdir(out / "checkpoints")
+
+
+CHECKPOINT_OF_ANOTHER_VERSION = """
+import sys
+sys.path.insert(0, {root!r})
+import jax, smpc_jax as sj
+from smpc_jax import checkpoint as ckpt, runner
+config = sj.preset("idp", total_steps=20, episode_length=15, num_samples=8, target_samples=4,
+                   hidden_sizes=(16, 16), batch_size=4)
+spec = runner.Spec(config, seed=0, seeds=1, grid=(("tau", (0.005, 0.02)),))
+state, progress = runner.start(spec)
+record = dict(spec.record(), version=runner.FORMAT_VERSION, package="9.9.9", done_steps=0,
+              chunks=0, run_s=0.0)
+record["config"]["future_field"] = 1
+ckpt.save(ckpt.manager({out!r} + "/checkpoints", 2), 0, state, record)
+open({out!r} + "/.owner", "w").write("sweep.py\\n")
+"""
+
+
+def test_sweep_resume_of_another_versions_checkpoint_is_one_line(tmp_path):
+  """Issue 28, case 9: a checkpoint whose config has a field this version
+  lacks (written by a later smpc_jax): one line naming both versions."""
+  out = tmp_path / "run"
+  out.mkdir()
+  p = subprocess.run([sys.executable, "-c", CHECKPOINT_OF_ANOTHER_VERSION.format(
+      root=ROOT, out=str(out))], capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  p = subprocess.run([sys.executable, SWEEP, f"--out_dir={out}", *TINY, "--seeds=1",
+                      "--grid=tau=0.005,0.02", "--resume"],
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 2, p.stderr[-3000:]
+  errors = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+  assert "of another version of smpc_jax" in errors[0] and "future_field" in errors[0]
+  assert "written by smpc_jax 9.9.9, this is " in errors[0]
