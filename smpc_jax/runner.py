@@ -147,10 +147,22 @@ class Spec:
 @dataclasses.dataclass(frozen=True)
 class Progress:
   """Where a run stands: env steps done, chunks run (the evaluation schedule
-  counts them), seconds spent running chunks."""
+  counts them), seconds spent running chunks, and the runs that went
+  non-finite: ((run, quantity, step), ...), each left out of the results
+  while the others go on."""
   done_steps: int = 0
   chunks: int = 0
   run_s: float = 0.0
+  failed: tuple = ()
+
+  @property
+  def failed_runs(self) -> frozenset:
+    return frozenset(run for run, _, _ in self.failed)
+
+  @classmethod
+  def from_record(cls, saved: dict) -> "Progress":
+    return cls(saved["done_steps"], saved["chunks"], saved["run_s"],
+               tuple((int(r), str(q), int(s)) for r, q, s in saved.get("failed", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +235,7 @@ def resume(mngr, spec: Spec, mesh=None, io=contextlib.nullcontext):
     state = sharding.reshard(ckpt.extend(state, spec.config), mesh)
   except ckpt.CheckpointError as e:
     raise ResumeError(str(e)) from None
-  return state, Progress(saved["done_steps"], saved["chunks"], saved["run_s"]), damaged
+  return state, Progress.from_record(saved), damaged
 
 
 def load(mngr, io=contextlib.nullcontext):
@@ -243,8 +255,7 @@ def load(mngr, io=contextlib.nullcontext):
     _, state, saved, damaged = ckpt.restore_intact(mngr, target_of, io, set_aside=False)
   except ckpt.CheckpointError as e:
     raise ResumeError(str(e)) from None
-  return (Spec.from_record(saved), state,
-          Progress(saved["done_steps"], saved["chunks"], saved["run_s"]), damaged)
+  return Spec.from_record(saved), state, Progress.from_record(saved), damaged
 
 
 def chunk_programs(state: TrainState, total_steps: int, chunk_steps: int, done: int,
@@ -267,6 +278,19 @@ def evaluator(state: TrainState, episodes: int, mesh=None) -> Callable:
   compiled = sharding.seed_jit(jax.vmap(
       lambda s: evaluate(s, evaluation_key(s), episodes)), mesh).lower(state).compile()
   return lambda s: sharding.gather(compiled(s))
+
+
+def nonfinite_runs(finite: dict, first_step: int) -> dict:
+  """{run: (quantity, step)}: each run's earliest False flag.
+  finite: {quantity: [R, n] bool}; steps count from `first_step`."""
+  names = list(finite)
+  found = sorted((int(r), int(i), names.index(name))
+                 for name, flags in finite.items()
+                 for r, i in np.argwhere(~np.asarray(flags, bool)))
+  out = {}
+  for r, i, k in found:
+    out.setdefault(r, (names[k], first_step + i))
+  return out
 
 
 def first_nonfinite(finite: dict, first_step: int):
@@ -309,8 +333,10 @@ def run(state: TrainState, progress: Progress, spec: Spec, *, chunk_steps: int,
         should_stop: Callable[[], bool] = lambda: False,
         mesh=None, programs: Optional[dict] = None, io=contextlib.nullcontext):
   """Runs the chunks left of spec.config.total_steps; returns (state,
-  progress, stopped). After each chunk: NonFinite on a non-finite value
-  (nothing saved), on_chunk(state, chunk, progress), then a checkpoint (with
+  progress, stopped). After each chunk: a run with a non-finite value joins
+  progress.failed (its results are left out, the others go on); NonFinite
+  once every run has failed (nothing saved); on_chunk(state, chunk,
+  progress), then a checkpoint (with
   `mngr`) every `checkpoint_every` steps, at the end, and when
   should_stop() holds (every process then stops at this chunk: stopped=True).
   programs: from `chunk_programs` (compiled here if None). io: see
@@ -326,10 +352,12 @@ def run(state: TrainState, progress: Progress, spec: Spec, *, chunk_steps: int,
     state, m = programs[n](state)
     m = sharding.gather(m)
     c = Chunk(m, before + 1, before + n, time.perf_counter() - t)
-    bad = first_nonfinite(m["finite"], c.first)
-    if bad:
-      raise NonFinite(*bad, chunk=c)
-    progress = Progress(c.done, progress.chunks + 1, progress.run_s + c.seconds)
+    new = [(r, q, step) for r, (q, step) in nonfinite_runs(m["finite"], c.first).items()
+           if r not in progress.failed_runs]
+    failed = progress.failed + tuple(sorted(new, key=lambda f: (f[2], f[0])))
+    if new and len({r for r, _, _ in failed}) == spec.num_runs:
+      raise NonFinite(*min(new, key=lambda f: (f[2], f[0])), chunk=c)
+    progress = Progress(c.done, progress.chunks + 1, progress.run_s + c.seconds, failed)
     on_chunk(state, c, progress)
     stopping = sharding.any_process(should_stop())
     if mngr is not None and (

@@ -144,6 +144,10 @@ def _main(argv, driver, grid_of):
   last = [progress]
 
   def on_chunk(state, c: runner.Chunk, p: runner.Progress):
+    for run, quantity, step in p.failed[len(last[0].failed):]:
+      print(f"warning: non-finite {quantity} in {spec.run_name(run)} at step {step}; that run "
+            "is marked failed and left out of the results, the others go on.",
+            file=sys.stderr, flush=True)
     last[0] = p
     line = dict(runner.reduce(c), sps=c.steps / c.seconds)
     if FLAGS.eval_every and p.chunks % FLAGS.eval_every == 0:
@@ -292,8 +296,14 @@ class Record:
                      combinations=[list(c) for c in spec.combinations])
       if len(spec.grid) == 1:
         summary.update(param=spec.params[0], values=list(spec.grid[0][1]))
+    if progress.failed:
+      summary.update(failed_runs=[dict(run=spec.run_name(r), index=r, quantity=q, step=t)
+                                  for r, q, t in progress.failed])
     if final is not None:
+      final = np.array(final, np.float64)
+      final[sorted(progress.failed_runs)] = np.nan  # a failed run has no result
       r = final.mean(1)  # [R]
+      ok = r[np.isfinite(r)]
       if spec.grid:
         rows = grid.rows(spec, r)
         summary.update(final_returns=r.reshape(len(spec.combinations), spec.seeds).tolist(),
@@ -303,8 +313,8 @@ class Record:
                        final_return_median=[row["median"] for row in rows], table=rows)
       else:
         summary.update(final_returns=r.tolist(), final_episode_returns=final.tolist(),
-                       final_return_iqm=stats.iqm(r), final_return_iqm_ci95=stats.iqm_ci(r),
-                       final_return_median=float(np.median(r)))
+                       final_return_iqm=stats.iqm(ok), final_return_iqm_ci95=stats.iqm_ci(ok),
+                       final_return_median=float(np.median(ok)))
     summary.update(extra or {})
     files.write_json(os.path.join(self.out, "summary.json"), summary)
     self.plot(progress.done_steps, None if final is None else final.mean(1))
@@ -331,4 +341,6 @@ class Record:
                      f"seeds)  median {summary['final_return_median']:.1f}  sps/seed "
                      f"{summary['sps']:.1f}  compile {summary['compile_s']:.1f}s  wall "
                      f"{summary['wall_s']:.1f}s")
+    for f in summary.get("failed_runs", ()):
+      builtins.print(f"left out: {f['run']} (non-finite {f['quantity']} at step {f['step']})")
     builtins.print(f"wrote {out}/" + ", ".join(written + ["checkpoints/"]))

@@ -61,12 +61,19 @@ def parse(specs, param: str, values, config: Config, param_given: bool) -> list:
 
 def rows(spec, returns) -> list:
   """One dict per combination of `spec`: its label, values, and the final
-  return's IQM (95% bootstrap interval) and median over its seeds.
-  returns: [R] (runs combination-major)."""
+  return's IQM (95% bootstrap interval) and median over its seeds, failed
+  runs (NaN) left out (NaN where all failed). returns: [R] (runs
+  combination-major)."""
   by_combo = np.asarray(returns, np.float64).reshape(len(spec.combinations), spec.seeds)
-  return [dict(label=spec.label(c), **dict(zip(spec.params, combo)), iqm=stats.iqm(r),
-               iqm_ci95=stats.iqm_ci(r), median=float(np.median(r)), returns=r.tolist())
-          for c, (combo, r) in enumerate(zip(spec.combinations, by_combo))]
+  out = []
+  for c, (combo, r) in enumerate(zip(spec.combinations, by_combo)):
+    ok = r[np.isfinite(r)]  # a failed run's return is NaN: left out
+    nan = float("nan")
+    out.append(dict(label=spec.label(c), **dict(zip(spec.params, combo)),
+                    iqm=stats.iqm(ok) if len(ok) else nan,
+                    iqm_ci95=stats.iqm_ci(ok) if len(ok) else [nan, nan],
+                    median=float(np.median(ok)) if len(ok) else nan, returns=r.tolist()))
+  return out
 
 
 def write(out: str, spec, summary: dict) -> None:

@@ -189,20 +189,44 @@ def test_reduce_takes_whatever_the_step_emits(control, targets):
   assert "finite" not in line and line["q_loss"] == [1.0, 1.0]
 
 
-def test_a_non_finite_run_stops_the_run_naming_it(spec, in_chunks_of_20, tmp_path):
+def test_a_non_finite_run_is_marked_failed_and_the_others_go_on(spec, in_chunks_of_20,
+                                                                tmp_path):
   """A grid of learning rates 3e-4 and 1e30, one seed each (the same program
   as the two-seed spec: the rates are state leaves): Adam's first step moves
   every weight by about the rate, so the second run overflows in the first
-  chunk. NonFinite names that run; nothing is saved."""
+  chunk. It joins progress.failed, named; the healthy run goes on to its end
+  and is checkpointed; a resume keeps the mark (issue 28, case 5: the sweep
+  used to stop and keep nothing)."""
   programs = in_chunks_of_20[-1]
   grid = runner.Spec(TINY, seed=0, seeds=1, grid=(("learning_rate", (3e-4, 1e30)),))
   mngr = ckpt.manager(str(tmp_path / "checkpoints"))
+  state, progress, stopped, chunks, _ = run_all(grid, 20, mngr=mngr, programs=programs)
+  assert not stopped and progress.done_steps == 60
+  [(run, quantity, step)] = progress.failed
+  assert run == 1 and grid.run_name(run) == "learning_rate=1e+30, seed 0"
+  assert quantity in ("q_loss", "dyn_loss", "q", "target", "params") and 1 <= step <= 20
+  assert all(np.all(np.asarray(c.metrics["finite"]["q_loss"])[0]) for c in chunks)
+  assert np.all(np.isfinite(np.asarray(jax.tree.leaves(state.q_params)[0])[0]))
+  assert ckpt.steps(str(tmp_path / "checkpoints")) == [60]
+  _, _, loaded, _ = runner.load(mngr)
+  assert loaded.failed == progress.failed and loaded.failed_runs == {1}
+
+
+def test_when_every_run_fails_the_run_stops_naming_the_first(in_chunks_of_20, tmp_path):
+  programs = in_chunks_of_20[-1]
+  grid = runner.Spec(TINY, seed=0, seeds=1, grid=(("learning_rate", (1e30, 2e30)),))
+  mngr = ckpt.manager(str(tmp_path / "checkpoints"))
   with pytest.raises(runner.NonFinite) as e:
     run_all(grid, 20, mngr=mngr, programs=programs)
-  assert e.value.run == 1 and grid.run_name(e.value.run) == "learning_rate=1e+30, seed 0"
   assert e.value.quantity in ("q_loss", "dyn_loss", "q", "target", "params")
   assert 1 <= e.value.step <= 20 and e.value.chunk.done == 20
   assert ckpt.steps(str(tmp_path / "checkpoints")) == []
+
+
+def test_nonfinite_runs_gives_each_runs_earliest():
+  finite = dict(q=np.array([[1, 1, 0], [1, 0, 1], [1, 1, 1]], bool),
+                params=np.array([[1, 1, 1], [1, 1, 0], [1, 1, 1]], bool))
+  assert runner.nonfinite_runs(finite, 101) == {0: ("q", 103), 1: ("q", 102)}
 
 
 def test_first_nonfinite_is_the_earliest_step_then_run():
