@@ -47,7 +47,7 @@ render-deps:
 
 # softMPCritic on the double inverted pendulum, paper defaults, SEEDS seeds vmapped.
 idp: install
-	$(PY) experiments/train.py --env=idp --seeds=$(SEEDS) --total_steps=$(STEPS) --out_dir=$(OUT)/idp $(ARGS)
+	$(PY) experiments/train.py --env=idp --seeds=$(SEEDS) --total_steps=$(STEPS) --out_dir="$(OUT)/idp" $(ARGS)
 
 # $(call recorded,DIR,COMMAND): DIR/command.txt gets the command and the
 # machine it ran on, then the command runs (its output teed to DIR/log.txt).

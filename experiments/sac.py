@@ -56,6 +56,7 @@ import time
 from absl import flags, logging
 from experiments.harness import cli  # first: it checks the environment before mujoco loads
 from experiments.harness import files, stats
+import smpc_jax  # noqa: F401  (before brax: its _quiet keeps mujoco's warp notices out)
 from brax.envs import training as brax_training
 from brax.training.agents.sac import networks as sac_networks
 from brax.training.agents.sac import train as sac

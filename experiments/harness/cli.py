@@ -190,7 +190,26 @@ def run(main, define_flags, backend=True):
   (`tolerate_closed_output`): it never costs a run its save."""
   tolerate_closed_output()
   define_flags()
-  app.run(main, flags_parser=lambda argv: parse_flags(argv, backend))
+  app.run(out_of_memory_in_one_line(main),
+          flags_parser=lambda argv: parse_flags(argv, backend))
+
+
+def out_of_memory_in_one_line(main):
+  """`main`, where running out of memory (XLA's RESOURCE_EXHAUSTED) ends in
+  one line naming the allocation, exit 1, rather than a long traceback."""
+  @functools.wraps(main)
+  def guarded(argv):
+    try:
+      return main(argv)
+    except Exception as e:  # XlaRuntimeError/JaxRuntimeError: matched by its text
+      text = str(e)
+      if "RESOURCE_EXHAUSTED" not in text and "Out of memory" not in text:
+        raise
+      detail = next((l.strip() for l in text.splitlines() if "memory" in l.lower()),
+                    text.splitlines()[0] if text else "")
+      fail(f"out of memory: {detail[:200]}; choose smaller sizes (batch, samples, seeds, "
+           "buffer) or a device with more memory.", hard=True, code=1)
+  return guarded
 
 
 def check_run_flags(at_least: dict):

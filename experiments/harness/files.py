@@ -71,9 +71,9 @@ def check_dir(path, flag="out_dir", room=PATH_ROOM):
   parent = os.path.dirname(os.path.abspath(path))
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
-  if not os.path.isdir(parent) or not os.access(parent if not os.path.isdir(path) else path,
-                                                 os.W_OK):
-    fail(f"{flag}={path!r} cannot be created or written: {parent!r} is not a writable "
+  target = path if os.path.isdir(path) else parent  # what must be writable
+  if not os.path.isdir(parent) or not os.access(target, os.W_OK):
+    fail(f"{flag}={path!r} cannot be created or written: {target!r} is not a writable "
          f"directory.")
   name_max = os.pathconf(parent, "PC_NAME_MAX")
   long_name = next((n for n in os.path.abspath(path).split(os.sep) if len(n) > name_max), None)

@@ -156,8 +156,9 @@ os.kill(os.getpid(), signal.SIGTERM)
 while not stop.requested:
   time.sleep(0.01)
 print("first", stop.name, stop.exit_code, flush=True)
+time.sleep(signals.REPEAT_S + 0.3)  # sooner, it would be the same request (a process group's)
 os.kill(os.getpid(), signal.SIGINT)
-time.sleep(60)  # the watcher thread exits the process before this returns
+time.sleep(20)  # the watcher thread exits the process before this returns
 print("not reached")
 """
 
@@ -272,3 +273,54 @@ def test_train_rejects_bad_config_in_one_line(args, words, tmp_path):
   assert lines == [words], out.stderr
   assert "Traceback" not in out.stderr
   assert not os.path.exists(f"{tmp_path}/run")  # nothing written, nothing compiled
+
+
+# Issue 28, case 11.
+
+def test_sac_bad_input_is_one_line_and_nothing_else():
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "sac.py"),
+                      "--total_steps=-1"], capture_output=True, text=True, timeout=300)
+  assert p.returncode == 2
+  assert "warp" not in p.stdout + p.stderr, p.stdout + p.stderr
+  assert p.stderr.strip().splitlines() == [
+      "error: total_steps=-1 is invalid; it must be an integer >= 1."]
+
+
+def test_make_idp_keeps_a_folder_name_with_spaces_whole():
+  p = subprocess.run(["make", "-n", "-s", "-C", ROOT, "-o", "install", "idp", "OUT=my runs"],
+                     capture_output=True, text=True, timeout=60)
+  assert p.returncode == 0, p.stderr
+  assert '--out_dir="my runs/idp"' in p.stdout, p.stdout
+
+
+def test_an_unwritable_run_folder_is_named_not_its_parent(tmp_path, monkeypatch, capsys):
+  run = tmp_path / "run"
+  run.mkdir()
+  monkeypatch.setattr(os, "access", lambda p, mode: os.fspath(p) != str(run))
+  with pytest.raises(SystemExit) as e:
+    files.check_dir(str(run))
+  assert e.value.code == 2
+  assert capsys.readouterr().err.strip() == (
+      f"error: out_dir={str(run)!r} cannot be created or written: {str(run)!r} is not a "
+      "writable directory.")
+
+
+OUT_OF_MEMORY = """
+import sys
+sys.path.insert(0, {root!r})
+from experiments.harness import cli
+def main(argv):
+  raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+                     "400000000000 bytes.\\nBufferAssignment OOM Debugging.\\n" + "x\\n" * 30)
+cli.run(main, lambda: None, backend=False)
+"""
+
+
+def test_out_of_memory_is_one_line():
+  p = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY.format(root=ROOT)],
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 1
+  assert p.stderr.strip().splitlines() == [
+      "error: out of memory: RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+      "400000000000 bytes.; choose smaller sizes (batch, samples, seeds, buffer) or a device "
+      "with more memory."]
