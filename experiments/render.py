@@ -12,7 +12,6 @@ system libraries). A .png gets the frame in the middle of the episode.
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
 
@@ -23,8 +22,7 @@ import numpy as np
 from experiments.harness import cli  # first: it checks the environment before mujoco loads
 from experiments.harness import checkpoint_io, files
 import smpc_jax as sj
-from smpc_jax import checkpoint as ckpt
-from smpc_jax import evaluation, runner
+from smpc_jax import evaluation
 
 FLAGS = flags.FLAGS
 
@@ -120,24 +118,7 @@ def main(argv):
       cli.fail(f"{name}={getattr(FLAGS, name)} is invalid; it must be an integer in "
                f"[1, {MAX_PIXELS}] (pixels).")
   files.check_out_file(FLAGS.out, "out", FORMATS)
-  directory = os.path.join(FLAGS.run_dir, "checkpoints")
-  if not os.path.isdir(directory):
-    cli.fail(f"run_dir={FLAGS.run_dir!r} holds no checkpoints/.")
-  if not ckpt.steps(directory):
-    cli.fail(f"run_dir={FLAGS.run_dir!r} holds no complete checkpoint.")
-  mngr = ckpt.manager(directory)
-  try:
-    spec, states, progress, damaged = runner.load(mngr, io=checkpoint_io.held)
-  except runner.ResumeError as e:
-    cli.fail(str(e), hard=True)
-  step = progress.done_steps
-  for _, reason in damaged:
-    print(f"warning: {reason}; rendering step {step}, the newest intact checkpoint.",
-          file=sys.stderr, flush=True)
-  if not 0 <= FLAGS.seed_index < spec.num_runs:
-    cli.fail(f"seed_index={FLAGS.seed_index} is invalid; the run has {spec.num_runs} "
-             f"seeds (0 to {spec.num_runs - 1}).")
-  state = jax.tree.map(lambda x: x[FLAGS.seed_index], states)
+  state, step = checkpoint_io.load_run(FLAGS.run_dir, FLAGS.seed_index)
   steps = min(FLAGS.steps, state.config.episode_length)
   qpos, shown = jax.jit(episode_qpos, static_argnums=2)(
       state, jax.random.PRNGKey(FLAGS.episode_seed), steps)

@@ -1,7 +1,7 @@
-"""Episodes with the online controller and no learning: the planner (warm-
-started from the config's initial plan), or the actor's greedy mu(s) where
-config.control == "actor". `episode` is the one episode function: `evaluate`
-sums its rewards, experiments/render.py draws its poses."""
+"""Episodes with the online controller (`controller.make`) and no learning:
+the planner (warm-started from the config's initial plan), or the actor's
+greedy mu(s) where config.control == "actor". `episode` is the one episode
+function: `evaluate` sums its rewards, experiments/render.py draws its poses."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from smpc_jax import planner
-from smpc_jax.train import EVAL_STREAM, TrainState, initial_plan, parts, plan
+from smpc_jax import controller
+from smpc_jax.train import EVAL_STREAM, TrainState, parts
 
 
 class Episode(NamedTuple):
@@ -27,24 +27,20 @@ def episode(state: TrainState, key, steps: int,
   """One episode of at most `steps` env steps from a reset drawn with `key`.
   After termination the env state is held (the physics of a fallen state
   may diverge: selected away, so a NaN there cannot leak into the record)."""
-  c = state.config
-  env = parts(c).environment.env
+  env = parts(state.config).environment.env
+  ctrl = controller.make(state)
   k_reset, k_steps = jax.random.split(key)
 
   def step(carry, k):
     env_state, warm, alive, total = carry
-    if c.control == "actor":
-      action = parts(c).actor.apply(state.actor_params, env_state.obs)
-    else:
-      result = plan(state, k, env_state.obs, warm, state.q_params, num_samples=c.num_samples)
-      action, warm = result.action, planner.shift(result.plan)
+    action, warm = ctrl.act(env_state.obs, warm, k)
     nxt = env.step(env_state, action)
     reward = jnp.where(alive > 0, nxt.reward, 0.0)
     nxt = jax.tree.map(lambda a, b: jnp.where(alive > 0, a, b), nxt, env_state)
     return (nxt, warm, alive * (1.0 - nxt.done), total + reward), (observe(nxt), reward, alive)
 
   first = env.reset(k_reset)
-  warm = initial_plan(c, state.hparams, jax.random.fold_in(k_reset, 1))  # [H+1, act]
+  warm = ctrl.initial_plan(jax.random.fold_in(k_reset, 1))  # [H+1, act]
   (*_, total), (observed, reward, alive) = jax.lax.scan(
       step, (first, warm, jnp.ones(()), jnp.zeros(())), jax.random.split(k_steps, steps))
   return Episode(observe(first), observed, reward, alive, total)

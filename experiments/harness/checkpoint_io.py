@@ -78,3 +78,31 @@ def os_reason(e: BaseException) -> str:
       return words
   first = text.splitlines()[0] if text else ""
   return f"{type(e).__name__}: {first[:160]}"
+
+
+def load_run(run_dir: str, seed_index: int):
+  """(state of run `seed_index`, env steps done) of the newest intact
+  checkpoint in RUN_DIR/checkpoints, for the drivers that read a trained run
+  (render.py, export.py); one line and exit 2 when there is none, or the
+  index is not one of its runs."""
+  from experiments.harness import cli
+  from smpc_jax import checkpoint as ckpt
+  from smpc_jax import controller, runner
+  if not run_dir:
+    cli.fail("run_dir is required: the OUT_DIR of a run (it holds checkpoints/).")
+  directory = os.path.join(run_dir, "checkpoints")
+  if not os.path.isdir(directory):
+    cli.fail(f"run_dir={run_dir!r} holds no checkpoints/.")
+  if not ckpt.steps(directory):
+    cli.fail(f"run_dir={run_dir!r} holds no complete checkpoint.")
+  try:
+    spec, states, progress, damaged = runner.load(ckpt.manager(directory), io=held)
+  except runner.ResumeError as e:
+    cli.fail(str(e), hard=True)
+  for _, reason in damaged:
+    print(f"warning: {reason}; using step {progress.done_steps}, the newest intact checkpoint.",
+          file=sys.stderr, flush=True)
+  if not 0 <= seed_index < spec.num_runs:
+    cli.fail(f"seed_index={seed_index} is invalid; the run has {spec.num_runs} "
+             f"seeds (0 to {spec.num_runs - 1}).")
+  return controller.run_of(states, seed_index), progress.done_steps
