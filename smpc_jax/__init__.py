@@ -16,6 +16,8 @@ Where the paper lives:
                  Walker2d, brax's; known reward and termination.
   evaluation.py  episodes with the online controller: `episode` (also the
                  video's), `evaluate` (their returns).
+  controller.py  that controller on its own, for export and deployment:
+                 make(state) -> (initial_plan, act).
   types.py       the reward and termination callables envs and planner share.
   config.py      the frozen Config and its presets.
 
@@ -30,7 +32,7 @@ PRNGKey(S), ..., PRNGKey(S+n-1) is train.py's --seed=S --seeds=n run.
 from smpc_jax import _quiet  # noqa: F401  (first: silences two third-party notices)
 from smpc_jax.config import Config, PRESETS, preset, validate
 from smpc_jax.evaluation import evaluate, evaluation_key
-from smpc_jax import runner
+from smpc_jax import controller, runner
 from smpc_jax.planner import Model, MPPIResult, mppi, shift
 from smpc_jax.train import (HParams, TrainState, init, make_train, run, step_key, train_step,
                             with_hparams)
@@ -38,7 +40,7 @@ from smpc_jax.train import (HParams, TrainState, init, make_train, run, step_key
 __all__ = [
     "Config", "PRESETS", "preset", "validate",
     "HParams", "TrainState", "init", "train_step", "run", "make_train", "step_key",
-    "with_hparams", "evaluate", "evaluation_key", "runner",
+    "with_hparams", "evaluate", "evaluation_key", "runner", "controller",
     "Model", "MPPIResult", "mppi", "shift",
 ]
 __version__ = "0.3.0"

@@ -94,6 +94,11 @@ def test_exported_controller_acts_as_the_package_without_it(run_dir, tmp_path):
   assert (meta["env"], meta["obs_size"], meta["action_size"]) == ("hopper", size, 3)
   assert meta["control"] == state.config.control and meta["run"]["step"] == 0
   assert meta["dt"] == pytest.approx(0.008)
+  # The loader's own command (the README's): a few actions from a zero observation.
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "controller_loader.py"),
+                      str(path), "--steps=2"], capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert p.stdout.startswith("hopper: obs ") and "action 1: [" in p.stdout
 
 
 def test_export_refuses_what_it_cannot_export(tmp_path):
