@@ -26,7 +26,7 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install render-deps idp hopper walker ablations baselines test test-slow bench fig2 table1 choices clean
+.PHONY: install render-deps idp hopper fig4-smpc walker ablations baselines test test-slow bench fig2 table1 choices clean
 
 install: $(VENV)/.installed render-deps
 
@@ -53,8 +53,10 @@ idp: install
 # machine it ran on, then the command runs (its output teed to DIR/log.txt).
 MACHINE = { echo; uname -a; echo "cpus: $$(nproc)"; grep -m1 'model name' /proc/cpuinfo || true; \
             nvidia-smi -L 2>/dev/null || true; echo "commit: $$(git rev-parse HEAD 2>/dev/null)"; date -u; }
-recorded = mkdir -p $(1) && echo '$(strip $(2))' > $(1)/command.txt && $(MACHINE) >> $(1)/command.txt \
-           && set -o pipefail && $(2) 2>&1 | tee $(1)/log.txt
+# Both files are appended to, so a run resumed in later sessions keeps every part's
+# command, commit and console.
+recorded = mkdir -p $(1) && echo '$(strip $(2))' >> $(1)/command.txt && $(MACHINE) >> $(1)/command.txt \
+           && set -o pipefail && $(2) 2>&1 | tee -a $(1)/log.txt
 TRAIN = $(PY) experiments/train.py --seeds=$(SEEDS) --eval_every=$(EVAL_EVERY)
 HOPPER_STEPS = $(call given,STEPS,200000)
 
@@ -62,6 +64,13 @@ HOPPER_STEPS = $(call given,STEPS,200000)
 # 600 samples, variance 0.05, temperature 0.15), 200k steps; a GPU is advised.
 hopper: install
 	$(call recorded,$(RESULTS)/hopper,$(TRAIN) --env=hopper --total_steps=$(HOPPER_STEPS) --out_dir=$(RESULTS)/hopper $(ARGS))
+
+# The Hopper study (issue 29), one seed group per call, each in its own folder:
+# Fig. 4's softMPCritic (the hopper preset), SEEDS seeds from SEED, 200k steps.
+# Resume a group stopped in an earlier session with ARGS=--resume.
+SEED ?= 0
+fig4-smpc: install
+	$(call recorded,$(RESULTS)/fig4/smpc_s$(SEED),$(TRAIN) --env=hopper --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/smpc_s$(SEED) $(ARGS))
 
 # Walker2d-v5 (not in the paper), with Hopper's preset, 200k steps; a GPU is advised.
 walker: install
@@ -115,12 +124,15 @@ table1: install
 # file's module fixtures compile once: XLA's CPU compiles are single-threaded.
 TEST_WORKERS ?= 2
 # The longest files first, then every other one: so that no long file is left
-# running alone at the end while the other worker idles.
-TESTS_FIRST = tests/drivers/test_resume.py tests/lib/test_wiring.py tests/lib/test_parity.py \
-              tests/lib/test_train.py tests/lib/test_runner.py tests/drivers/test_studies.py
+# running alone at the end while the other worker idles (--no-loadscope-reorder:
+# xdist would otherwise start the files with the most tests first, whatever this
+# order, and one long file of few tests ran alone for its last 2.5 minutes).
+TESTS_FIRST = tests/drivers/test_resume.py tests/lib/test_runner.py tests/lib/test_parity.py \
+              tests/lib/test_wiring.py tests/lib/test_train.py tests/lib/test_envs.py \
+              tests/lib/test_actor.py tests/lib/test_controller.py
 TESTS = $(TESTS_FIRST) $(filter-out $(TESTS_FIRST),$(sort $(wildcard tests/*/test_*.py)))
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25 $(TESTS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(TESTS)
 
 # The compile-heavy tests left out of `make test` (brax's SAC driver, brax's hopper).
 test-slow: install

@@ -40,8 +40,8 @@ def test_config_takes_numpy_and_jax_scalars_and_lists():
   assert c.hidden_sizes == (8, 8) and c.temperature == 0.25 and c.noise_var == 0.5
   assert type(c.num_samples) is int and c.num_samples == 64 and c.warm_start is False
   hash(c)  # a Config stays hashable (static in the state)
-  assert sj.init(c.replace(total_steps=10), jax.random.PRNGKey(0)).config == c.replace(
-      total_steps=10)
+  state = jax.eval_shape(lambda k: sj.init(c.replace(total_steps=10), k), jax.random.PRNGKey(0))
+  assert state.config == c.replace(total_steps=10)
 
 
 def test_train_driver_refuses_int32_overflow_before_making_anything(tmp_path):

@@ -71,7 +71,11 @@ def _gym_step(g, q, v, a):
   return obs, reward, float(terminated)
 
 
-@pytest.fixture(scope="module", params=list(GYM))
+# Walker2d (not in the paper) in `make test-slow`: make test's 15 minutes.
+TASKS = [pytest.param(n, marks=pytest.mark.slow) if n == "walker" else n for n in GYM]
+
+
+@pytest.fixture(scope="module", params=TASKS)
 def one_step(request):
   name = request.param
   environment = envs.make(name)
@@ -126,7 +130,7 @@ def test_known_reward_and_termination_equal_the_env(one_step):
   np.testing.assert_allclose(r[off_rail], r_env[off_rail], atol=2e-4)
 
 
-@pytest.mark.parametrize("name", list(GYM))
+@pytest.mark.parametrize("name", TASKS)
 def test_short_rollouts_match_gymnasium(name):
   """Ten steps from Gymnasium's own reset, with the same random actions."""
   horizon, episodes = 10, 8
@@ -154,7 +158,7 @@ def test_short_rollouts_match_gymnasium(name):
   np.testing.assert_allclose(ours, np.array(expected), rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", list(GYM))
+@pytest.mark.parametrize("name", TASKS)
 def test_reset_distribution_matches_gymnasium_in_moments(name):
   """Mean and standard deviation of qpos and qvel after reset, per
   coordinate, over 2000 resets each: means within 5 standard errors of each

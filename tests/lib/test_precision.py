@@ -255,6 +255,7 @@ def trained_pendulum():
   return state.replace(dyn_params=dyn_params, q_params=q_params), obs[::80]  # 16 states
 
 
+@pytest.mark.slow  # fitting the preset's networks: about 50 s of a cold make test
 def test_trained_networks_plan_alike_in_bfloat16(trained_pendulum):
   """The online planner of the idp preset (N = 200, H = 4) at 16 states.
   With the same keys, bfloat16 products move the soft value by under 0.5%

@@ -78,6 +78,7 @@ def test_hyperparameters_are_array_leaves_for_sweeps(state0):
   assert not np.allclose(m["online_value"][0], m["online_value"][1])
 
 
+@pytest.mark.slow  # 6,000 steps: about 2.5 minutes of a cold make test
 def test_short_run_learns(tmp_path):
   """Six thousand steps of a small config lift the planner's evaluation
   return well above that of the same planner with untrained networks, and
