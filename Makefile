@@ -128,8 +128,7 @@ TEST_WORKERS ?= 2
 # xdist would otherwise start the files with the most tests first, whatever this
 # order, and one long file of few tests ran alone for its last 2.5 minutes).
 TESTS_FIRST = tests/drivers/test_resume.py tests/lib/test_runner.py tests/lib/test_parity.py \
-              tests/lib/test_wiring.py tests/lib/test_train.py tests/lib/test_envs.py \
-              tests/lib/test_actor.py tests/lib/test_controller.py
+              tests/lib/test_wiring.py tests/lib/test_train.py tests/lib/test_actor.py
 TESTS = $(TESTS_FIRST) $(filter-out $(TESTS_FIRST),$(sort $(wildcard tests/*/test_*.py)))
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(TESTS)

@@ -2,6 +2,7 @@
 final IQM with 95% intervals.
 
   python experiments/plot.py DIR1 DIR2 ... --labels=a,b --out=fig.png [--dashed=b]
+  python experiments/plot.py GROUP1+GROUP2+GROUP3 ...     # seed groups pooled as one run
 
 Each DIR holds metrics.jsonl and summary.json as experiments/train.py and
 experiments/sac.py write them. One line per folder: the median over seeds
@@ -56,10 +57,42 @@ FIGURES = (".png", ".pdf", ".svg")  # what matplotlib's savefig writes
 
 
 def load_run(folder: str):
-  """(metrics lines, summary) of one run folder; one line and exit 2 for a
-  file that is empty, cut off or not what the drivers write."""
-  lines = files.read_jsonl(os.path.join(folder, "metrics.jsonl"), need=("step",))
-  summary = files.read_json(os.path.join(folder, "summary.json"))
+  """(metrics lines, summary) of one run folder, or of seed groups pooled as
+  one run ("DIR1+DIR2+...", see `pool`); one line and exit 2 for a file that
+  is empty, cut off or not what the drivers write."""
+  loaded = []
+  for part in folder.split("+"):
+    lines = files.read_jsonl(os.path.join(part, "metrics.jsonl"), need=("step",))
+    loaded.append((lines, files.read_json(os.path.join(part, "summary.json"))))
+  return loaded[0] if len(loaded) == 1 else pool(folder, loaded)
+
+
+def pool(name: str, loaded):
+  """Seed groups of one configuration (the same config, other seeds: the
+  Hopper study runs a few seeds per session) as one run: each metrics line
+  at a step every group logged, its per-seed lists joined in group order;
+  the final returns joined where every group has them (else left out, so
+  the groups' last common evaluation stands for them)."""
+  summaries = [s for _, s in loaded]
+  configs = [s.get("config") for s in summaries]
+  if any(c != configs[0] for c in configs[1:]):
+    differ = sorted(k for k in configs[0] if any(c.get(k) != configs[0][k] for c in configs[1:]))
+    cli.fail(f"{name!r}: the seed groups ran different configurations ({', '.join(differ)}); "
+             "only groups of one configuration pool.")
+  by_step = [{l["step"]: l for l in lines} for lines, _ in loaded]
+  lines = []
+  for step in sorted(set.intersection(*(set(b) for b in by_step))):
+    rows = [b[step] for b in by_step]
+    line = dict(step=step)
+    for key in rows[0]:
+      if key != "step" and all(isinstance(r.get(key), list) for r in rows):
+        line[key] = [v for r in rows for v in r[key]]
+    lines.append(line)
+  summary = dict(summaries[0], seeds=sum(s.get("seeds", 0) for s in summaries),
+                 total_steps=min(s.get("total_steps", 0) for s in summaries))
+  summary.pop("final_returns", None)
+  if all("final_returns" in s for s in summaries):
+    summary["final_returns"] = [r for s in summaries for r in s["final_returns"]]
   return lines, summary
 
 
@@ -108,10 +141,13 @@ def paper_curve(seed_episodes, end: int, window: int):
 
 def episodes_of(folder, lines, summary):
   """Per seed [(end step, return)] and the last step: training episodes, or
-  for a run that logged none (brax's SAC) its evaluation returns."""
-  seeds = stats.our_episodes(folder) if any("episode_returns" in l for l in lines) else []
+  for a run that logged none (brax's SAC) its evaluation returns. Pooled
+  groups ("DIR1+DIR2"): their seeds joined, up to the step all reached."""
+  seeds = ([s for part in folder.split("+") for s in stats.our_episodes(part)]
+           if any("episode_returns" in l for l in lines) else [])
   if seeds and all(e for e, _ in seeds):
-    return [e for e, _ in seeds], seeds[0][1]
+    end = min(last for _, last in seeds)
+    return [[(t, r) for t, r in e if t <= end] for e, _ in seeds], end
   steps, values, _ = curve(lines, summary, "eval")
   return [[(int(t), v) for t, v in zip(steps, row) if np.isfinite(v)] for row in values], \
       int(steps[-1]) if len(steps) else 0
@@ -196,10 +232,12 @@ def main(argv):
   table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
   files.check_out_file(table_path, "table", (".md",))
   for d in folders:
-    for name in ("metrics.jsonl", "summary.json"):
-      if not os.path.isfile(os.path.join(d, name)):
-        cli.fail(f"folder={d!r} is invalid; it has no {name}.")
-  labels = FLAGS.labels or [os.path.basename(os.path.normpath(d)) for d in folders]
+    for part in d.split("+"):
+      for name in ("metrics.jsonl", "summary.json"):
+        if not os.path.isfile(os.path.join(part, name)):
+          cli.fail(f"folder={part!r} is invalid; it has no {name}.")
+  labels = FLAGS.labels or ["+".join(os.path.basename(os.path.normpath(p)) for p in d.split("+"))
+                            for d in folders]
   if len(labels) != len(folders):
     cli.fail(f"labels={','.join(labels)!r} is invalid; it must name each of the "
              f"{len(folders)} folders.")

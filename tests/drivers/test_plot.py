@@ -80,3 +80,49 @@ def test_paper_figure_from_runs_and_authors_logs(tmp_path):
   p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "plot.py"), ours,
                       str(log)], capture_output=True, text=True)
   assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--curve=paper" in p.stderr
+
+
+def _group(folder, seeds, returns, final, config=None):
+  """A seed group: chunks at steps 10 and 20, each seed's episodes."""
+  os.makedirs(folder)
+  lines = [dict(step=10 * (i + 1), mean_return=[r[i] for r in returns],
+                episode_returns=[[r[i]] for r in returns],
+                episode_steps=[[10 * (i + 1)] for _ in returns]) for i in range(2)]
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(l) + "\n" for l in lines)
+  with open(os.path.join(folder, "summary.json"), "w") as f:
+    json.dump(dict(total_steps=20, seeds=seeds, final_returns=final,
+                   config=config or dict(env="hopper")), f)
+
+
+def test_seed_groups_pool_into_one_run(tmp_path):
+  """Issue 29: groups of seeds run in different sessions, one configuration:
+  `A+B` is one run of all their seeds (curve, table and the paper's
+  statistic)."""
+  a, b = str(tmp_path / "s0"), str(tmp_path / "s2")
+  _group(a, 2, [[1.0, 2.0], [3.0, 4.0]], [10.0, 30.0])
+  _group(b, 1, [[5.0, 6.0]], [50.0])
+  lines, summary = plot.load_run(f"{a}+{b}")
+  assert [l["mean_return"] for l in lines] == [[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]]
+  assert summary["final_returns"] == [10.0, 30.0, 50.0] and summary["seeds"] == 3
+  seeds, end = plot.episodes_of(f"{a}+{b}", lines, summary)
+  assert end == 20 and [e[-1][1] for e in seeds] == [2.0, 4.0, 6.0]
+  out = tmp_path / "fig.png"
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "plot.py"),
+                      f"{a}+{b}", f"--out={out}", "--curve=train"],
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "| s0+s2 | 3 | 20 | 30 |" in p.stdout, p.stdout
+
+
+def test_groups_of_different_configurations_do_not_pool(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  _group(a, 1, [[1.0, 2.0]], [1.0], dict(env="hopper", tau=0.005))
+  _group(b, 1, [[1.0, 2.0]], [1.0], dict(env="hopper", tau=0.05))
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "plot.py"),
+                      f"{a}+{b}", f"--out={tmp_path}/f.png"],
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines()[-1] == (
+      f"error: '{a}+{b}': the seed groups ran different configurations (tau); only groups of "
+      "one configuration pool.")

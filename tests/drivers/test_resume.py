@@ -384,6 +384,7 @@ def test_a_non_finite_loss_stops_the_run_naming_seed_quantity_and_step(env, tmp_
   assert not os.listdir(out / "checkpoints")
 
 
+@pytest.mark.slow  # 26 s of a cold make test
 def test_render_plays_the_checkpoint(env, left_alone, tmp_path):
   import imageio.v2 as imageio
   gif = tmp_path / "agent.gif"

@@ -214,6 +214,7 @@ open({out!r} + "/.owner", "w").write("sweep.py\\n")
 """
 
 
+@pytest.mark.slow  # 24 s (the runner's check is in make test: tests/lib/test_runner.py)
 def test_sweep_resume_of_another_versions_checkpoint_is_one_line(tmp_path):
   """Issue 28, case 9: a checkpoint whose config has a field this version
   lacks (written by a later smpc_jax): one line naming both versions."""

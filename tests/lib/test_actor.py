@@ -32,7 +32,10 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
+# The two ablations (about 50 s each of a cold make test) in `make test-slow`;
+# DDPG, no planner at all, in make test.
+@pytest.fixture(scope="module", params=[
+    name if name == "ddpg" else pytest.param(name, marks=pytest.mark.slow) for name in VARIANTS])
 def variant(request):
   """(name, config, state before, after 150 steps, after 300, metrics [300])."""
   config = sj.validate(TINY.replace(**VARIANTS[request.param]))

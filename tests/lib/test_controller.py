@@ -37,8 +37,8 @@ def reference_actions(state, obs):
   return np.stack(actions), np.asarray(plan)
 
 
-@pytest.fixture(scope="module", params=[
-    "mppi", pytest.param("actor", marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=[  # about 50 s each: `make test-slow`
+    pytest.param("mppi", marks=pytest.mark.slow), pytest.param("actor", marks=pytest.mark.slow)])
 def run_dir(request, tmp_path_factory):
   """A run folder with the checkpoint of a fresh run of 2 seeds (the
   controller is the same function of its parameters, trained or not)."""

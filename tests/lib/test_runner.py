@@ -212,6 +212,7 @@ def test_a_non_finite_run_is_marked_failed_and_the_others_go_on(spec, in_chunks_
   assert loaded.failed == progress.failed and loaded.failed_runs == {1}
 
 
+@pytest.mark.slow
 def test_when_every_run_fails_the_run_stops_naming_the_first(in_chunks_of_20, tmp_path):
   programs = in_chunks_of_20[-1]
   grid = runner.Spec(TINY, seed=0, seeds=1, grid=(("learning_rate", (1e30, 2e30)),))
