@@ -294,16 +294,13 @@ def nonfinite_runs(finite: dict, first_step: int) -> dict:
 
 
 def first_nonfinite(finite: dict, first_step: int):
-  """(run, quantity, step) of the earliest False flag, or None.
-  finite: {quantity: [R, n] bool}; steps count from `first_step`."""
-  names = list(finite)
-  found = [(int(i), int(r), names.index(name))
-           for name, flags in finite.items()
-           for r, i in np.argwhere(~np.asarray(flags, bool))]
-  if not found:
+  """(run, quantity, step) of the earliest False flag (earliest step, then
+  run), or None. finite: {quantity: [R, n] bool}; steps from `first_step`."""
+  bad = nonfinite_runs(finite, first_step)
+  if not bad:
     return None
-  i, r, k = min(found)
-  return r, names[k], first_step + i
+  run, (quantity, step) = min(bad.items(), key=lambda item: (item[1][1], item[0]))
+  return run, quantity, step
 
 
 # Per-step entries of the step's metrics that are not averaged.
