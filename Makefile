@@ -26,7 +26,7 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install render-deps idp hopper fig4-smpc walker ablations baselines test test-slow bench fig2 table1 choices clean
+.PHONY: install render-deps idp hopper fig4-smpc walker ablations baselines controller test test-slow bench fig2 table1 choices clean
 
 install: $(VENV)/.installed render-deps
 
@@ -102,6 +102,23 @@ baselines: install
 	  --out=$(RESULTS)/baselines/fig4.png --title="Hopper: softMPCritic (uniform prior) against SAC and DDPG"
 	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \
 	  --curve=paper --out=$(RESULTS)/baselines/fig4_paper.png
+
+# The deployable controller (issue 30): seed SEED_INDEX of the run in RUN exported
+# with float32 and with bfloat16 products, each driving Gymnasium's own env beside MJX
+# evaluation of the same checkpoint (CONTROLLER_EPISODES each) and timed at batch 1
+# (CONTROLLER_ACTIONS), into $(RESULTS)/controller/NAME_DTYPE.json, then table.md.
+RUN ?=
+SEED_INDEX ?= 0
+NAME ?= $(notdir $(patsubst %/,%,$(RUN)))
+CONTROLLER_EPISODES ?= 20
+CONTROLLER_ACTIONS ?= 1000
+EXPORT = $(PY) -m experiments.export --run_dir=$(RUN) --seed_index=$(SEED_INDEX) \
+         --gymnasium_episodes=$(CONTROLLER_EPISODES) --latency_actions=$(CONTROLLER_ACTIONS)
+controller: install
+	@test -n "$(RUN)" || { echo "error: RUN is required: a run's folder (it holds checkpoints/), e.g. make controller RUN=runs/idp" >&2; exit 2; }
+	$(call recorded,$(RESULTS)/controller,$(EXPORT) --compute_dtype=float32 --out=$(RESULTS)/controller/$(NAME)_float32.bin)
+	$(call recorded,$(RESULTS)/controller,$(EXPORT) --compute_dtype=bfloat16 --out=$(RESULTS)/controller/$(NAME)_bfloat16.bin)
+	$(PY) -m experiments.studies.controller_table --dir=$(RESULTS)/controller
 
 # The paper's Fig. 2 (warm/cold targets x ensemble/one model), 50k steps, SEEDS
 # seeds vmapped per configuration (default 3 here), into $(RESULTS)/fig2/.

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import jax
 import numpy as np
@@ -105,9 +106,98 @@ def test_exported_controller_acts_as_the_package_without_it(run_dir, tmp_path):
 def test_export_refuses_what_it_cannot_export(tmp_path):
   for args, words in (
       ([f"--run_dir={tmp_path}"], f"error: run_dir={str(tmp_path)!r} holds no checkpoints/."),
+      (["--run_dir=x", "--compute_dtype=float16", "--latency_actions=-1"],
+       "error: compute_dtype='float16' is invalid; allowed: float32, bfloat16."),
+      (["--run_dir=x", "--latency_actions=10", "--out=c.npz"],
+       "error: out='c.npz' is invalid; it must end in .bin."),
       (["--run_dir=x", "--platforms=cpu,gpu"], "error: platforms='cpu,gpu' is invalid; allowed: "
                                                "cpu, cuda, rocm, tpu, comma separated.")):
     p = subprocess.run([sys.executable, "-m", "experiments.export", *args],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert p.returncode == 2
     assert [l for l in p.stderr.splitlines() if l.startswith("error:")] == [words]
+
+
+@pytest.mark.slow  # the run_dir fixture's Hopper compile
+def test_a_gymnasium_episode_is_the_mjx_episode_from_the_same_state(run_dir):
+  """The loader's Gymnasium episodes (controller_loader.gymnasium_returns)
+  against our MJX env driven by the same controller with the same keys from
+  Gymnasium's own reset state: the same return, step by step, to float32
+  rounding (so the observation, action and reward pass through unchanged)."""
+  import gymnasium as gym
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import controller_loader
+  _, state = run_dir
+  ctrl = controller.make(state)
+  steps = state.config.episode_length
+  in_package = types.SimpleNamespace(  # what gymnasium_returns reads of a loaded file
+      meta=dict(env="hopper", config=dict(episode_length=steps)),
+      act=jax.jit(ctrl.act), initial_plan=jax.jit(ctrl.initial_plan))
+  got = controller_loader.gymnasium_returns(in_package, episodes=3, seed=4)
+  env = sj.train.parts(state.config).environment.env
+  g = gym.make("Hopper-v5", exclude_current_positions_from_observation=False)
+
+  @jax.jit
+  def mjx_return(q, v, keys):
+    def step(carry, k):
+      s, plan, alive, total = carry
+      action, plan = ctrl.act(s.obs, plan, k)
+      s = env.step(s, action)
+      total = total + alive * s.reward
+      return (s, plan, alive * (1 - s.done), total), None
+    carry = (env.init_state(q, v), ctrl.initial_plan(keys[-1]), 1.0, 0.0)
+    return jax.lax.scan(step, carry, keys[:-1])[0][3]
+
+  want = []
+  for i in range(3):
+    g.reset(seed=4 + i)
+    q, v = (np.asarray(x, np.float32) for x in (g.unwrapped.data.qpos, g.unwrapped.data.qvel))
+    keys = jax.random.split(jax.random.PRNGKey(4 + i), steps + 1)
+    want.append(float(mjx_return(q, v, keys)))
+  np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
+  assert len(set(np.round(got, 3))) == 3  # three different episodes
+
+
+@pytest.mark.slow  # two exports and MJX evaluations of the fixture's Hopper run
+def test_make_controller_reports_returns_and_latency_for_both_dtypes(run_dir, tmp_path):
+  out, state = run_dir
+  p = subprocess.run(["make", "-s", "-C", ROOT, "-o", "install", "controller", f"RUN={out}",
+                      "SEED_INDEX=1", "NAME=tiny", "CONTROLLER_EPISODES=3",
+                      "CONTROLLER_ACTIONS=7", f"RESULTS={tmp_path}",
+                      f"VENV={os.path.dirname(os.path.dirname(sys.executable))}"],
+                     capture_output=True, text=True, timeout=900)
+  assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+  folder = tmp_path / "controller"
+  for dtype in ("float32", "bfloat16"):
+    report = json.load(open(folder / f"tiny_{dtype}.json"))
+    assert report["compute_dtype"] == dtype and report["controller"]["seed_index"] == 1
+    returns = report["returns"]
+    assert len(returns["gymnasium"]["returns"]) == len(returns["mjx"]["returns"]) == 3
+    assert returns["gymnasium_env"] == "Hopper-v5"
+    lo, hi = returns["mjx"]["iqm_ci95"]
+    assert lo <= returns["mjx"]["iqm"] <= hi and 0 <= returns["mann_whitney_p"] <= 1
+    latency = report["latency"]
+    assert latency["actions"] == 7 and 0 < latency["median_s"] <= latency["p99_s"]
+    assert latency["control_period_s"] == pytest.approx(0.008)
+    assert (folder / f"tiny_{dtype}.bin").stat().st_size > 0
+  # MJX evaluation of the same state with PRNGKey(0), as the report says.
+  want = jax.jit(sj.evaluation.evaluate, static_argnums=2)(state, jax.random.PRNGKey(0), 3)
+  got = json.load(open(folder / "tiny_float32.json"))["returns"]["mjx"]["returns"]
+  np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5)
+  table = (folder / "table.md").read_text().splitlines()
+  assert [l.split(" | ")[:2] for l in table[2:4]] == [["| tiny_bfloat16", "bfloat16"],
+                                                      ["| tiny_float32", "float32"]]
+  assert (folder / "command.txt").read_text().count("--latency_actions=7") == 2
+  # The loader's own flags on the exported file.
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "controller_loader.py"),
+                      str(folder / "tiny_float32.bin"), "--steps=0", "--gymnasium=1",
+                      "--latency=3"], capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "Gymnasium Hopper-v5, 1 episodes: median" in p.stdout
+  assert "latency over 3 actions at batch 1: median" in p.stdout
+
+
+def test_the_controller_table_refuses_a_folder_without_reports(tmp_path):
+  p = subprocess.run([sys.executable, "-m", "experiments.studies.controller_table",
+                      f"--dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert p.returncode == 2 and p.stderr.startswith(f"error: dir={str(tmp_path)!r} holds no")
