@@ -26,7 +26,7 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install render-deps idp hopper fig4-smpc walker ablations baselines controller test test-slow bench fig2 table1 choices clean
+.PHONY: install render-deps idp hopper fig4-smpc fig4-sac fig4-ddpg fig4 walker ablations baselines controller test test-slow bench fig2 table1 choices clean
 
 install: $(VENV)/.installed render-deps
 
@@ -71,6 +71,40 @@ hopper: install
 SEED ?= 0
 fig4-smpc: install
 	$(call recorded,$(RESULTS)/fig4/smpc_s$(SEED),$(TRAIN) --env=hopper --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/smpc_s$(SEED) $(ARGS))
+
+# Fig. 4's baselines as seed groups: SAC (brax's trainer) and DDPG (our step, actor
+# for control and targets), both with CleanRL's settings, SEEDS seeds from SEED, 200k
+# steps (STEPS=1000000 for the paper's length).
+fig4-sac: install
+	$(call recorded,$(RESULTS)/fig4/sac_s$(SEED),$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/fig4/sac_s$(SEED) $(SAC_ARGS))
+fig4-ddpg: install
+	$(call recorded,$(RESULTS)/fig4/ddpg_s$(SEED),$(TRAIN) --env=hopper --control=actor --targets=actor --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/ddpg_s$(SEED) $(DDPG_ARGS) $(ARGS))
+
+# Fig. 4 from every seed group in $(RESULTS)/fig4 (smpc_s*, sac_s*, ddpg_s*), each
+# configuration's groups pooled: fig4_paper.png, the authors' statistic (5k-step
+# moving average of training returns, median and 20-80% over seeds), and fig4_eval.png,
+# evaluation returns; each with its table (.md). CleanRL's published 1M-step returns
+# are drawn dashed (their documentation: SAC on Hopper-v2; DDPG on Hopper-v4).
+space := $(subst ,, )
+comma := ,
+# $(call groups,DIR,NAME): NAME's seed groups in DIR joined with + (plot.py pools them).
+groups = $(subst $(space),+,$(sort $(wildcard $(1)/$(2)_s*)))
+fig4_label_smpc = softMPCritic
+fig4_label_sac = SAC
+fig4_label_ddpg = DDPG
+# The moving average's env steps of the authors' statistic.
+WINDOW ?= 5000
+FIG4 = $(strip $(foreach c,smpc sac ddpg,$(if $(wildcard $(RESULTS)/fig4/$(c)_s*),$(c))))
+CLEANRL = --reference="SAC, CleanRL at 1M, Hopper-v2 (2310)=2310" \
+          --reference="DDPG, CleanRL at 1M, Hopper-v4 (1577)=1577"
+fig4: install
+	@test -n "$(FIG4)" || { echo "error: $(RESULTS)/fig4 holds no seed group (smpc_s*, sac_s*, ddpg_s*); run make fig4-smpc first" >&2; exit 2; }
+	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
+	  --labels=$(subst $(space),$(comma),$(foreach c,$(FIG4),$(fig4_label_$(c)))) --curve=paper --window=$(WINDOW) $(CLEANRL) \
+	  --out=$(RESULTS)/fig4/fig4_paper.png --title="Hopper, Fig. 4: training return, 5k-step moving average (median, 20-80% over seeds)"
+	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
+	  --labels=$(subst $(space),$(comma),$(foreach c,$(FIG4),$(fig4_label_$(c)))) --curve=eval $(CLEANRL) \
+	  --out=$(RESULTS)/fig4/fig4_eval.png --title="Hopper, Fig. 4: evaluation return (median, 25-75% over seeds)"
 
 # Walker2d-v5 (not in the paper), with Hopper's preset, 200k steps; a GPU is advised.
 walker: install

@@ -12,12 +12,16 @@ ending with summary.json's final_returns), or, with --curve=train or where a
 run logged no evaluation, the mean return of the training episodes finished
 in each chunk (`mean_return`). --dashed draws those folders' final IQM as a
 horizontal dashed line, as the paper's Fig. 4 does for SAC and DDPG at 1e6.
+--reference="LABEL=VALUE" (repeatable) draws a published figure (for example
+CleanRL's SAC at 1M steps) as a grey dashed line, named in the legend and the
+table.
 
 --curve=paper draws the authors' statistic (their plotting/wandb_*_plot.py):
 each seed's training-episode return held at every env step until its next
 episode ends, the median and the 20th/80th percentiles over seeds at each
 step, each smoothed by a trailing --window (5000) step moving average, read
-every --window steps; --dashed then draws a run's last value of that median.
+every --window steps; --dashed then draws a run's last value of that median,
+and the table adds each run's last median with its 20-80% band.
 A run that logged no training episodes (brax's SAC) holds its evaluation
 returns instead. Arguments ending in .log are seeds of the authors' code
 (experiments/authors/run.sh), drawn together as one more run, "authors".
@@ -50,6 +54,8 @@ def define_flags():
                     "(default 25,75; with --curve=paper 20,80, the authors').")
   flags.DEFINE_integer("window", 5000, "With --curve=paper: the moving average's env steps.")
   flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
+  flags.DEFINE_multi_string("reference", [], "LABEL=VALUE: a published return drawn as a grey "
+                            "dashed line (repeatable).")
 
 
 FLAGS = flags.FLAGS
@@ -165,26 +171,41 @@ def final(lines, summary):
   return evals[-1]["step"], evals[-1]["eval_returns"], " (stopped; last evaluation)"
 
 
-def table(rows) -> str:
+def table(rows, smoothed=None, window=5000, references=()) -> str:
   """Markdown table of final IQM and 95% interval, one row per run.
-  rows: (label, (env steps, returns per seed, note) or None)."""
-  out = ["| run | seeds | env steps | final IQM | 95% interval | final return per seed |",
-         "| --- | ---: | ---: | ---: | --- | --- |"]
+  rows: (label, (env steps, returns per seed, note) or None). smoothed: per
+  label, (step, 20th percentile, median, 80th percentile) of the authors'
+  statistic at its last step, or None (a column when given). references:
+  (label, value) published figures, listed under the table."""
+  head = "| run | seeds | env steps | final IQM | 95% interval | final return per seed |"
+  rule = "| --- | ---: | ---: | ---: | --- | --- |"
+  if smoothed is not None:
+    head += f" training return, {window}-step moving average: median (20-80%) at step |"
+    rule += " --- |"
+  out = [head, rule]
   for label, fin in rows:
+    extra = ""
+    if smoothed is not None:
+      m = smoothed.get(label)
+      extra = " |" if m is None else f" {m[2]:.0f} ({m[1]:.0f} to {m[3]:.0f}) at {m[0]} |"
     if fin is None:
-      out.append(f"| {label} | | | no evaluation | | |")
+      out.append(f"| {label} | | | no evaluation | | |{extra}")
       continue
     step, returns, note = fin
     lo, hi = stats.iqm_ci(returns)
     per_seed = ", ".join(f"{r:.0f}" for r in returns)
     out.append(f"| {label} | {len(returns)} | {step}{note} | {stats.iqm(returns):.0f} | "
-               f"{lo:.0f} to {hi:.0f} | {per_seed} |")
+               f"{lo:.0f} to {hi:.0f} | {per_seed} |{extra}")
+  if references:
+    out += ["", "Published figures drawn dashed: " +
+            "; ".join(f"{label}: {value:g}" for label, value in references) + "."]
   return "\n".join(out) + "\n"
 
 
-def plot(path, runs, title="", dashed=(), ylabel="episode return"):
+def plot(path, runs, title="", dashed=(), ylabel="episode return", references=()):
   """runs: (label, steps [T], (low, median, high) [3, T], seeds, the dashed
-  line's (value, legend text) or None); one coloured line and band each."""
+  line's (value, legend text) or None); one coloured line and band each.
+  references: (label, value), grey dashed lines."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -200,6 +221,8 @@ def plot(path, runs, title="", dashed=(), ylabel="episode return"):
       continue
     ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
     ax.plot(steps, med, color=color, lw=2, label=f"{label} (median of {seeds})")
+  for j, (label, value) in enumerate(references):
+    ax.axhline(value, color="0.45", ls=("--", ":", "-.")[j % 3], lw=1.2, label=label)
   ax.set_xlabel("environment steps")
   ax.set_ylabel(ylabel)
   ax.set_title(title, fontsize=10)
@@ -255,11 +278,21 @@ def main(argv):
              "statistic is the 20,80 band.")
   if FLAGS.window < 1:
     cli.fail(f"window={FLAGS.window} is invalid; it must be an integer >= 1.")
+  references = []
+  for ref in FLAGS.reference:
+    label, _, value = ref.rpartition("=")
+    try:
+      references.append((label, float(value)))
+    except ValueError:
+      label = ""
+    if not label:
+      cli.fail(f"reference={ref!r} is invalid; it must be LABEL=VALUE, e.g. "
+               "'SAC, CleanRL at 1M=2310'.")
   unknown = [d for d in FLAGS.dashed if d not in labels]
   if unknown:
     cli.fail(f"dashed={','.join(FLAGS.dashed)!r} is invalid; allowed: {', '.join(labels)}.")
 
-  runs, rows = [], []
+  runs, rows, smoothed = [], [], {}
   for label, d in zip(labels, folders):
     lines, summary = load_run(d)
     fin = final(lines, summary)
@@ -267,6 +300,8 @@ def main(argv):
     if paper:
       seeds, end = episodes_of(d, lines, summary)
       runs.append(paper_run(label, seeds, end))
+      _, steps, (lo, med, hi), _, _ = runs[-1]
+      smoothed[label] = (int(steps[-1]), lo[-1], med[-1], hi[-1]) if len(steps) else None
       continue
     steps, values, kind = curve(lines, summary, FLAGS.curve)
     line = None if fin is None else (stats.iqm(fin[1]), f"final IQM at {fin[0]} steps")
@@ -282,8 +317,8 @@ def main(argv):
       f"training return, {FLAGS.window}-step moving average: median, 20-80% over seeds"
       if paper else f"median over seeds, {band[0]:g}-{band[1]:g} percentile band")
   plot(FLAGS.out, runs, title, dashed,
-       "training episode return (held, smoothed)" if paper else "episode return")
-  md = table(rows)
+       "training episode return (held, smoothed)" if paper else "episode return", references)
+  md = table(rows, smoothed if paper else None, FLAGS.window, references)
   with open(table_path, "w") as f:
     f.write(md)
   print(md, end="")

@@ -35,9 +35,13 @@ Where brax's trainer does not fit, adapted at the edge:
   in info["truncation"]; its SAC loss drops truncated transitions instead of
   bootstrapping through them (ours bootstraps), one transition in 1000;
 - logging: brax's progress_fn(step, metrics) is the only hook; it collects
-  'eval/episode_reward' at each of brax's num_evals points (one every
-  --eval_every env steps, plus step 0), and the files are rewritten after each
-  seed, so a cut-off study keeps its finished seeds;
+  'eval/episode_reward' at each of brax's num_evals points
+  (total_steps // eval_every + 1): step 0, then evenly over the steps after
+  brax's prefill of min_replay_size random steps, which it counts, at
+  min_replay_size + k * ceil((total_steps - min_replay_size) / (num_evals - 1))
+  (e.g. 24500, 44000, .., 200000 for 200k steps, every 20k, prefill 5000);
+  the files are rewritten after each seed, so a cut-off study keeps its
+  finished seeds;
 - seeds: brax's train is its own jit around pmap and a Python loop, so seeds
   run one after another (each recompiles);
 - jax: brax 0.14.2 still calls jax.device_put_replicated, which jax 0.10

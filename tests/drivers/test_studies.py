@@ -101,6 +101,33 @@ def test_make_fig4_smpc_runs_a_seed_group_and_resumes_it(tmp_path):
   assert (out / "log.txt").read_text().count("softMPCritic (control=mppi") == 2
 
 
+@pytest.mark.slow  # three Hopper compiles and brax's SAC
+def test_make_fig4_pools_the_seed_groups_of_each_configuration(tmp_path):
+  """Seed groups of softMPCritic (two), SAC and DDPG, each from its own make
+  target, then `make fig4`: one curve per configuration, its groups pooled,
+  with CleanRL's published returns as references, and both statistics."""
+  tiny = ["SEEDS=1", "EVAL_EVERY=1", TINY_ARGS]
+  make("fig4-smpc", tmp_path, "SEED=0", "STEPS=40", *tiny)
+  make("fig4-smpc", tmp_path, "SEED=1", "STEPS=40", *tiny)
+  make("fig4-ddpg", tmp_path, "SEED=0", "STEPS=40", *tiny,
+       "DDPG_ARGS=--activation=relu --warmup_steps=20 --actor_update_period=2")
+  make("fig4-sac", tmp_path, "SEED=0", "STEPS=2000", *tiny,
+       "SAC_ARGS=--episode_length=50 --eval_episodes=1 --hidden_sizes=8 --min_replay_size=500")
+  out = tmp_path / "fig4"
+  assert json.load(open(out / "sac_s0" / "summary.json"))["total_steps"] == 2000
+  assert "--control=actor --targets=actor --seed=0" in (out / "ddpg_s0" / "command.txt").read_text()
+  make("fig4", tmp_path, "WINDOW=20")
+  for name in ("fig4_paper", "fig4_eval"):
+    assert (out / f"{name}.png").read_bytes()[:8] == PNG
+    rows = [l.split(" | ") for l in (out / f"{name}.md").read_text().splitlines()[2:5]]
+    assert [(r[0], r[1]) for r in rows] == [("| softMPCritic", "2"), ("| SAC", "1"),
+                                            ("| DDPG", "1")]
+    assert "SAC, CleanRL at 1M, Hopper-v2 (2310): 2310" in (out / f"{name}.md").read_text()
+  paper = (out / "fig4_paper.md").read_text().splitlines()
+  assert "20-step moving average: median (20-80%) at step" in paper[0]
+  assert paper[2].endswith(" at 40 |"), paper[2]  # the smoothed median at the pooled end
+
+
 @pytest.mark.slow  # five Hopper compiles
 def test_make_ablations_runs_to_fig3(tmp_path):
   make("ablations", tmp_path, "SEEDS=1", "STEPS=40", "EVAL_EVERY=1", TINY_ARGS)

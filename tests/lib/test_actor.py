@@ -217,7 +217,9 @@ def test_sac_driver_writes_the_summary_format(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   summary = json.loads((out / "summary.json").read_text())
   lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-  assert [l["step"] for l in lines] == [0, 1000, 2000]
+  # brax's schedule: step 0, then evenly over the 1500 steps after its prefill
+  # of 500 (which it counts): 500 + 750, 500 + 1500.
+  assert [l["step"] for l in lines] == [0, 1250, 2000]
   assert all(len(l["eval_returns"]) == 1 for l in lines)
   assert summary["final_returns"] == lines[-1]["eval_returns"]
   assert summary["final_return_iqm"] == pytest.approx(summary["final_returns"][0])
