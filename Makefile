@@ -26,7 +26,7 @@ BASELINE_STEPS ?= 1000000
 EVAL_EVERY ?= 20
 SHELL := /bin/bash
 
-.PHONY: install render-deps idp hopper fig4-smpc fig4-sac fig4-ddpg fig4 walker ablations baselines controller test test-slow bench fig2 table1 choices clean
+.PHONY: install render-deps idp hopper fig4-smpc fig4-sac fig4-ddpg fig4 walker fig3-group ablations fig3 baselines controller test test-slow bench fig2 table1 choices clean
 
 install: $(VENV)/.installed render-deps
 
@@ -106,22 +106,48 @@ fig4: install
 	  --labels=$(subst $(space),$(comma),$(foreach c,$(FIG4),$(fig4_label_$(c)))) --curve=eval $(CLEANRL) \
 	  --out=$(RESULTS)/fig4/fig4_eval.png --title="Hopper, Fig. 4: evaluation return (median, 25-75% over seeds)"
 
+# Fig. 3 from every seed group in $(RESULTS)/fig3, each configuration's groups pooled:
+# fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table.
+FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS),$(if $(wildcard $(RESULTS)/fig3/$(c)_s*),$(c))))
+FIG3_LABELS = --labels="$(subst $(space),$(comma),$(foreach c,$(FIG3),$(subst $(space),~,$(fig3_label_$(c)))))"
+fig3: install
+	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
+	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
+	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --out=$(RESULTS)/fig3/fig3_paper.png \
+	  --title="Hopper, Fig. 3 (Gaussian prior): training return, 5k-step moving average (median, 20-80% over seeds)"
+	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
+	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=eval --out=$(RESULTS)/fig3/fig3_eval.png \
+	  --title="Hopper, Fig. 3 (Gaussian prior): evaluation return (median, 25-75% over seeds)"
+
 # Walker2d-v5 (not in the paper), with Hopper's preset, 200k steps; a GPU is advised.
 walker: install
 	$(call recorded,$(RESULTS)/walker,$(TRAIN) --env=walker --total_steps=$(HOPPER_STEPS) --out_dir=$(RESULTS)/walker $(ARGS))
 
-# Fig. 3 on Hopper: the Gaussian prior with the double-pendulum study's
-# hyperparameters; the full method and its four ablations, then the overlay.
+# Fig. 3 on Hopper (issue 29): the Gaussian prior with the double-pendulum study's
+# hyperparameters; the full method and its four ablations, each run as seed groups,
+# `make fig3-group CONFIG=... SEED=...` into $(RESULTS)/fig3/CONFIG_sSEED (SEEDS seeds,
+# 200k steps). Without the terminal Q the plan looks H = 8 steps ahead, as the paper's
+# text says for that case. `make ablations` runs all five at SEED, then the figure.
 ABLATION = $(TRAIN) --env=hopper --total_steps=$(HOPPER_STEPS) --prior=gaussian \
            --num_samples=200 --target_samples=20 --temperature=0.1 --noise_var=0.1 $(ARGS)
+FIG3_CONFIGS = full no_q no_ensemble mppi_control_only mppi_targets_only
+fig3_full =
+fig3_no_q = --use_terminal_q=false --horizon=8
+fig3_no_ensemble = --ensemble_size=1
+fig3_mppi_control_only = --targets=actor
+fig3_mppi_targets_only = --control=actor
+fig3_label_full = softMPCritic (Q and ensemble)
+fig3_label_no_q = no Q (ensemble; H=8)
+fig3_label_no_ensemble = Q and one model
+fig3_label_mppi_control_only = MPPI for control only
+fig3_label_mppi_targets_only = MPPI for targets only
+CONFIG ?= full
+fig3-group: install
+	@test -n "$(filter $(CONFIG),$(FIG3_CONFIGS))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_CONFIGS)." >&2; exit 2; }
+	$(call recorded,$(RESULTS)/fig3/$(CONFIG)_s$(SEED),$(ABLATION) --seed=$(SEED) --checkpoint_every=5000 $(fig3_$(CONFIG)) --out_dir=$(RESULTS)/fig3/$(CONFIG)_s$(SEED))
 ablations: install
-	$(call recorded,$(RESULTS)/ablations/full,$(ABLATION) --out_dir=$(RESULTS)/ablations/full)
-	$(call recorded,$(RESULTS)/ablations/no_q,$(ABLATION) --use_terminal_q=false --out_dir=$(RESULTS)/ablations/no_q)
-	$(call recorded,$(RESULTS)/ablations/no_ensemble,$(ABLATION) --ensemble_size=1 --out_dir=$(RESULTS)/ablations/no_ensemble)
-	$(call recorded,$(RESULTS)/ablations/mppi_control_only,$(ABLATION) --targets=actor --out_dir=$(RESULTS)/ablations/mppi_control_only)
-	$(call recorded,$(RESULTS)/ablations/mppi_targets_only,$(ABLATION) --control=actor --out_dir=$(RESULTS)/ablations/mppi_targets_only)
-	$(PY) experiments/plot.py $(addprefix $(RESULTS)/ablations/,full no_q no_ensemble mppi_control_only mppi_targets_only) \
-	  --out=$(RESULTS)/ablations/fig3.png --title="Hopper, Gaussian prior: Fig. 3 ablations"
+	for c in $(FIG3_CONFIGS); do $(MAKE) --no-print-directory fig3-group CONFIG=$$c || exit $$?; done
+	$(MAKE) --no-print-directory fig3
 
 # Fig. 4 on Hopper: SAC (brax's trainer) and DDPG (our step with
 # --control=actor --targets=actor $(DDPG_ARGS)) at BASELINE_STEPS, both with

@@ -129,12 +129,27 @@ def test_make_fig4_pools_the_seed_groups_of_each_configuration(tmp_path):
 
 
 @pytest.mark.slow  # five Hopper compiles
-def test_make_ablations_runs_to_fig3(tmp_path):
-  make("ablations", tmp_path, "SEEDS=1", "STEPS=40", "EVAL_EVERY=1", TINY_ARGS)
+def test_make_ablations_runs_each_seed_group_to_fig3(tmp_path):
+  """`make ablations` runs the five configurations as seed groups at SEED
+  (`make fig3-group`), then `make fig3`; a second group of the full method
+  is pooled with the first."""
+  make("ablations", tmp_path, "SEED=3", "SEEDS=1", "STEPS=40", "EVAL_EVERY=1", TINY_ARGS)
+  out = tmp_path / "fig3"
   for name in ("full", "no_q", "no_ensemble", "mppi_control_only", "mppi_targets_only"):
-    summary = json.load(open(tmp_path / "ablations" / name / "summary.json"))
-    assert summary["finished"] and summary["steps_done"] == 40, name
-  assert (tmp_path / "ablations" / "fig3.png").read_bytes()[:8] == PNG
+    summary = json.load(open(out / f"{name}_s3" / "summary.json"))
+    assert summary["finished"] and summary["steps_done"] == 40 and summary["seed"] == 3, name
+  assert summary["config"]["control"] == "actor"  # mppi_targets_only
+  no_q = json.load(open(out / "no_q_s3" / "summary.json"))["config"]
+  assert (no_q["use_terminal_q"], no_q["horizon"]) == (False, 8)  # the paper's H for no Q
+  make("fig3-group", tmp_path, "CONFIG=full", "SEED=4", "SEEDS=1", "STEPS=40", "EVAL_EVERY=1",
+       TINY_ARGS)
+  make("fig3", tmp_path, "WINDOW=20")
+  for name in ("fig3_paper", "fig3_eval"):
+    assert (out / f"{name}.png").read_bytes()[:8] == PNG
+    rows = [l.split(" | ")[:2] for l in (out / f"{name}.md").read_text().splitlines()[2:]]
+    assert rows == [["| softMPCritic (Q and ensemble)", "2"], ["| no Q (ensemble; H=8)", "1"],
+                    ["| Q and one model", "1"], ["| MPPI for control only", "1"],
+                    ["| MPPI for targets only", "1"]]
 
 
 @pytest.mark.slow  # two Hopper compiles and brax's SAC
