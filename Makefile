@@ -146,8 +146,8 @@ fig3-group: install
 	@test -n "$(filter $(CONFIG),$(FIG3_CONFIGS))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_CONFIGS)." >&2; exit 2; }
 	$(call recorded,$(RESULTS)/fig3/$(CONFIG)_s$(SEED),$(ABLATION) --seed=$(SEED) --checkpoint_every=5000 $(fig3_$(CONFIG)) --out_dir=$(RESULTS)/fig3/$(CONFIG)_s$(SEED))
 ablations: install
-	for c in $(FIG3_CONFIGS); do $(MAKE) --no-print-directory fig3-group CONFIG=$$c || exit $$?; done
-	$(MAKE) --no-print-directory fig3
+	for c in $(FIG3_CONFIGS); do $(MAKE) --no-print-directory -o install fig3-group CONFIG=$$c || exit $$?; done
+	$(MAKE) --no-print-directory -o install fig3
 
 # Fig. 4 on Hopper: SAC (brax's trainer) and DDPG (our step with
 # --control=actor --targets=actor $(DDPG_ARGS)) at BASELINE_STEPS, both with

@@ -2,7 +2,7 @@
 # The Hopper studies of issue 8 in one device call, highest priority first:
 #   hopper     softMPCritic, uniform prior (Fig. 4), 200k steps x SEEDS
 #   baselines  SAC and DDPG at 1M steps, softMPCritic at 200k, fig4.png
-#   ablations  Fig. 3 on Hopper (Gaussian prior): five variants, fig3.png
+#   ablations  Fig. 3 on Hopper (Gaussian prior): five variants at SEED 0 (fig3/), fig3_paper.png
 # Each study is a Makefile target (so the commands are those of `make`), run
 # with PY (default: python) instead of the repository's .venv, into RESULTS.
 # A study starts only while BUDGET_S seconds (default 540) have not passed;
