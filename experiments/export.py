@@ -164,7 +164,7 @@ def main(argv):
                                                         FLAGS.latency_actions)
       print(f"latency ({state.config.compute_dtype}): median {t['median_s'] * 1e3:.2f} ms, p99 "
             f"{t['p99_s'] * 1e3:.2f} ms over {t['actions']} actions; control period "
-            f"{t['control_period_s'] * 1e3:g} ms")
+            f"{t['control_period_s'] * 1e3:g} ms, exceeded by {t['over_period']}")
     report_path = FLAGS.out[:-len(".bin")] + ".json"
     files.write_json(report_path, report)
     print(f"wrote {report_path}")

@@ -47,16 +47,18 @@ def row(name: str, report: dict) -> str:
     period = lat["control_period_s"]
     cells += [f"{lat['median_s'] * 1e3:.2f}", f"{lat['p99_s'] * 1e3:.2f}",
               f"{1 / lat['p99_s']:.0f} Hz", f"{1 / period:.0f} Hz ({period * 1e3:g} ms)",
-              "yes" if lat["p99_s"] < period else "no"]
+              "yes" if lat["p99_s"] < period else "no",
+              f"{lat['over_period']} of {lat['actions']}" if "over_period" in lat
+              else "not recorded"]
   else:
-    cells += ["", "", "", "", ""]
+    cells += ["", "", "", "", "", ""]
   return "| " + " | ".join(cells) + " |"
 
 
 def table(reports: dict) -> str:
   head = ("| controller | products | step | episodes | Gymnasium: median (IQM, 95% CI) | "
           "MJX: median (IQM, 95% CI) | Mann-Whitney p | latency median (ms) | p99 (ms) | "
-          "rate at p99 | env's rate (period) | keeps up at p99 |")
+          "rate at p99 | env's rate (period) | keeps up at p99 | actions over the period |")
   lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
   lines += [row(name, r) for name, r in sorted(reports.items())]
   some = next(iter(reports.values()))

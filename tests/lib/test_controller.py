@@ -179,6 +179,7 @@ def test_make_controller_reports_returns_and_latency_for_both_dtypes(run_dir, tm
     latency = report["latency"]
     assert latency["actions"] == 7 and 0 < latency["median_s"] <= latency["p99_s"]
     assert latency["control_period_s"] == pytest.approx(0.008)
+    assert 0 <= latency["over_period"] <= 7
     assert (folder / f"tiny_{dtype}.bin").stat().st_size > 0
   # MJX evaluation of the same state with PRNGKey(0), as the report says.
   want = jax.jit(sj.evaluation.evaluate, static_argnums=2)(state, jax.random.PRNGKey(0), 3)
