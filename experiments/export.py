@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.harness import cli  # first: it checks the environment before mujoco loads
+from experiments import controller_loader  # jax and numpy alone; gymnasium only when used
 from experiments.harness import checkpoint_io, files, stats
 from smpc_jax import config as config_lib
 from smpc_jax import controller, evaluation
@@ -90,7 +91,6 @@ def compare_returns(path, state, episodes: int) -> dict:
   of the same state, `episodes` each: both distributions and their
   statistics (Gymnasium's resets are seeded 0.., MJX's key is PRNGKey(0))."""
   from scipy.stats import mannwhitneyu
-  from experiments import controller_loader
   gym = controller_loader.gymnasium_returns(controller_loader.load(path), episodes)
   mjx = jax.jit(evaluation.evaluate, static_argnums=2)(state, jax.random.PRNGKey(0), episodes)
   mjx = np.asarray(mjx, np.float64).tolist()
@@ -130,7 +130,6 @@ def main(argv):
   files.check_out_file(FLAGS.out, "out", (".bin",) if checks else ("",))
   state, step = checkpoint_io.load_run(FLAGS.run_dir, FLAGS.seed_index)
   if FLAGS.gymnasium_episodes:
-    from experiments import controller_loader
     if state.config.env not in controller_loader.GYMNASIUM:
       cli.fail(f"gymnasium_episodes: env={state.config.env!r} has no Gymnasium counterpart; "
                f"known: {', '.join(controller_loader.GYMNASIUM)}.")
@@ -159,7 +158,6 @@ def main(argv):
               f"{r['episodes']} episodes")
       print(f"Mann-Whitney p = {r['mann_whitney_p']:.3g}")
     if FLAGS.latency_actions:
-      from experiments import controller_loader
       t = report["latency"] = controller_loader.latency(controller_loader.load(FLAGS.out),
                                                         FLAGS.latency_actions)
       print(f"latency ({state.config.compute_dtype}): median {t['median_s'] * 1e3:.2f} ms, p99 "
