@@ -80,25 +80,35 @@ fig4-sac: install
 fig4-ddpg: install
 	$(call recorded,$(RESULTS)/fig4/ddpg_s$(SEED),$(TRAIN) --env=hopper --control=actor --targets=actor --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/ddpg_s$(SEED) $(DDPG_ARGS) $(ARGS))
 
-# Fig. 4 from every seed group in $(RESULTS)/fig4 (smpc_s*, sac_s*, ddpg_s*), each
-# configuration's groups pooled: fig4_paper.png, the authors' statistic (5k-step
+# Fig. 4 from every finished seed group in $(RESULTS)/fig4 (smpc_s*, sac_s*, ddpg_s*),
+# each configuration's groups pooled (a group running or stopped is named and left out): fig4_paper.png, the authors' statistic (5k-step
 # moving average of training returns, median and 20-80% over seeds), and fig4_eval.png,
 # evaluation returns; each with its table (.md). CleanRL's published 1M-step returns
 # are drawn dashed (their documentation: SAC on Hopper-v2; DDPG on Hopper-v4).
 space := $(subst ,, )
 comma := ,
-# $(call groups,DIR,NAME): NAME's seed groups in DIR joined with + (plot.py pools them).
-groups = $(subst $(space),+,$(sort $(wildcard $(1)/$(2)_s*)))
+# A seed group is finished when its summary.json is written and not marked
+# "finished": false (a group still running has none; one stopped is so marked).
+finished = $(and $(wildcard $(1)/summary.json),$(if $(shell grep -l '"finished": *false' $(1)/summary.json),,yes))
+# $(call done_groups,DIR,NAME) and $(call open_groups,DIR,NAME): NAME's seed groups in
+# DIR, finished and not; $(call groups,DIR,NAME): the finished ones joined with + (plot.py
+# pools them).
+done_groups = $(strip $(foreach d,$(sort $(wildcard $(1)/$(2)_s*)),$(if $(call finished,$(d)),$(d))))
+open_groups = $(filter-out $(call done_groups,$(1),$(2)),$(sort $(wildcard $(1)/$(2)_s*)))
+groups = $(subst $(space),+,$(call done_groups,$(1),$(2)))
+# $(call leaving_out,DIR,NAMES): a line on stderr for each group not finished.
+leaving_out = $(foreach d,$(foreach c,$(2),$(call open_groups,$(1),$(c))),echo "leaving out $(d): not finished (running, or stopped: resume it)" >&2;)
 fig4_label_smpc = softMPCritic
 fig4_label_sac = SAC
 fig4_label_ddpg = DDPG
 # The moving average's env steps of the authors' statistic.
 WINDOW ?= 5000
-FIG4 = $(strip $(foreach c,smpc sac ddpg,$(if $(wildcard $(RESULTS)/fig4/$(c)_s*),$(c))))
+FIG4 = $(strip $(foreach c,smpc sac ddpg,$(if $(call done_groups,$(RESULTS)/fig4,$(c)),$(c))))
 CLEANRL = --reference="SAC, CleanRL at 1M, Hopper-v2 (2310)=2310" \
           --reference="DDPG, CleanRL at 1M, Hopper-v4 (1577)=1577"
 fig4: install
-	@test -n "$(FIG4)" || { echo "error: $(RESULTS)/fig4 holds no seed group (smpc_s*, sac_s*, ddpg_s*); run make fig4-smpc first" >&2; exit 2; }
+	@$(call leaving_out,$(RESULTS)/fig4,smpc sac ddpg)
+	@test -n "$(FIG4)" || { echo "error: $(RESULTS)/fig4 holds no finished seed group (smpc_s*, sac_s*, ddpg_s*); run make fig4-smpc first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
 	  --labels=$(subst $(space),$(comma),$(foreach c,$(FIG4),$(fig4_label_$(c)))) --curve=paper --window=$(WINDOW) $(CLEANRL) \
 	  --out=$(RESULTS)/fig4/fig4_paper.png --title="Hopper, Fig. 4: training return, 5k-step moving average (median, 20-80% over seeds)"
@@ -106,12 +116,14 @@ fig4: install
 	  --labels=$(subst $(space),$(comma),$(foreach c,$(FIG4),$(fig4_label_$(c)))) --curve=eval $(CLEANRL) \
 	  --out=$(RESULTS)/fig4/fig4_eval.png --title="Hopper, Fig. 4: evaluation return (median, 25-75% over seeds)"
 
-# Fig. 3 from every seed group in $(RESULTS)/fig3, each configuration's groups pooled:
+# Fig. 3 from every finished seed group in $(RESULTS)/fig3, each configuration's groups
+# pooled (a group running or stopped is named and left out):
 # fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table.
-FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS),$(if $(wildcard $(RESULTS)/fig3/$(c)_s*),$(c))))
+FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
 FIG3_LABELS = --labels="$(subst $(space),$(comma),$(foreach c,$(FIG3),$(subst $(space),~,$(fig3_label_$(c)))))"
 fig3: install
-	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
+	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_CONFIGS))
+	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no finished seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
 	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --out=$(RESULTS)/fig3/fig3_paper.png \
 	  --title="Hopper, Fig. 3 (Gaussian prior): training return, 5k-step moving average (median, 20-80% over seeds)"

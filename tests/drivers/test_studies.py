@@ -7,6 +7,7 @@ them through the driver."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -126,6 +127,31 @@ def test_make_fig4_pools_the_seed_groups_of_each_configuration(tmp_path):
   paper = (out / "fig4_paper.md").read_text().splitlines()
   assert "20-step moving average: median (20-80%) at step" in paper[0]
   assert paper[2].endswith(" at 40 |"), paper[2]  # the smoothed median at the pooled end
+
+
+def test_make_fig4_pools_finished_groups_and_names_the_others(tmp_path):
+  """A group still running (no summary.json yet) or stopped ("finished":
+  false) is named on stderr and left out, not pooled at its early step nor
+  crashed on; the finished group (the study's own smpc_s0, copied) is pooled.
+  No compile: make test."""
+  fig4 = tmp_path / "fig4"
+  for group in ("smpc_s0", "smpc_s6"):
+    (fig4 / group).mkdir(parents=True)
+    for name in ("metrics.jsonl", "summary.json"):
+      shutil.copy(os.path.join(ROOT, "results", "fig4", "smpc_s0", name), fig4 / group / name)
+  stopped = fig4 / "smpc_s6" / "summary.json"
+  stopped.write_text(json.dumps(dict(json.load(open(stopped)), finished=False)))
+  (fig4 / "smpc_s4").mkdir()  # a group that has not finished its first chunk
+  p = make("fig4", tmp_path)
+  for group in ("smpc_s4", "smpc_s6"):
+    assert f"leaving out {fig4 / group}: not finished" in p.stderr, p.stderr
+  assert "smpc_s0: not finished" not in p.stderr
+  row = (fig4 / "fig4_paper.md").read_text().splitlines()[2].split(" | ")
+  assert row[:3] == ["| softMPCritic", "2", "200000"], row
+  shutil.rmtree(fig4 / "smpc_s0")
+  fail = subprocess.run(["make", "-s", "-C", ROOT, "-o", "install", "fig4",
+                         f"RESULTS={tmp_path}"], capture_output=True, text=True, env=env())
+  assert fail.returncode == 2 and "holds no finished seed group" in fail.stderr, fail.stderr
 
 
 @pytest.mark.slow  # five Hopper compiles
