@@ -81,9 +81,10 @@ fig4-ddpg: install
 	$(call recorded,$(RESULTS)/fig4/ddpg_s$(SEED),$(TRAIN) --env=hopper --control=actor --targets=actor --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/ddpg_s$(SEED) $(DDPG_ARGS) $(ARGS))
 
 # Fig. 4 from every finished seed group in $(RESULTS)/fig4 (smpc_s*, sac_s*, ddpg_s*),
-# each configuration's groups pooled (a group running or stopped is named and left out): fig4_paper.png, the authors' statistic (5k-step
-# moving average of training returns, median and 20-80% over seeds), and fig4_eval.png,
-# evaluation returns; each with its table (.md). CleanRL's published 1M-step returns
+# each configuration's groups pooled (a group running or stopped is named and left
+# out): fig4_paper.png, the authors' statistic (5k-step moving average of training
+# returns, median and 20-80% over seeds), and fig4_eval.png, evaluation returns; each
+# with its table (.md). CleanRL's published 1M-step returns
 # are drawn dashed (their documentation: SAC on Hopper-v2; DDPG on Hopper-v4).
 space := $(subst ,, )
 comma := ,
