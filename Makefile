@@ -74,11 +74,13 @@ fig4-smpc: install
 
 # Fig. 4's baselines as seed groups: SAC (brax's trainer) and DDPG (our step, actor
 # for control and targets), both with CleanRL's settings, SEEDS seeds from SEED, 200k
-# steps (STEPS=1000000 for the paper's length).
+# steps (STEPS=1000000 for the paper's length). Both observe as CleanRL's did,
+# Gymnasium's default (x left out: hopper_gym); softMPCritic keeps x, as the paper.
+BASELINE_ENV = hopper_gym
 fig4-sac: install
-	$(call recorded,$(RESULTS)/fig4/sac_s$(SEED),$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/fig4/sac_s$(SEED) $(SAC_ARGS))
+	$(call recorded,$(RESULTS)/fig4/sac_s$(SEED),$(PY) experiments/sac.py --env=$(BASELINE_ENV) --seeds=$(SEEDS) --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/fig4/sac_s$(SEED) $(SAC_ARGS))
 fig4-ddpg: install
-	$(call recorded,$(RESULTS)/fig4/ddpg_s$(SEED),$(TRAIN) --env=hopper --control=actor --targets=actor --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/ddpg_s$(SEED) $(DDPG_ARGS) $(ARGS))
+	$(call recorded,$(RESULTS)/fig4/ddpg_s$(SEED),$(TRAIN) --env=$(BASELINE_ENV) --control=actor --targets=actor --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/ddpg_s$(SEED) $(DDPG_ARGS) $(ARGS))
 
 # Fig. 4 from every finished seed group in $(RESULTS)/fig4 (smpc_s*, sac_s*, ddpg_s*),
 # each configuration's groups pooled (a group running or stopped is named and left
@@ -169,8 +171,8 @@ ablations: install
 # authors' statistic (smoothed training returns) with theirs dashed.
 baselines: install
 	$(call recorded,$(RESULTS)/baselines/softMPCritic,$(TRAIN) --env=hopper --total_steps=$(HOPPER_STEPS) --out_dir=$(RESULTS)/baselines/softMPCritic $(ARGS))
-	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=hopper --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG $(DDPG_ARGS) $(ARGS))
-	$(call recorded,$(RESULTS)/baselines/SAC,$(PY) experiments/sac.py --env=hopper --seeds=$(SEEDS) --total_steps=$(BASELINE_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/baselines/SAC $(SAC_ARGS))
+	$(call recorded,$(RESULTS)/baselines/DDPG,$(TRAIN) --env=$(BASELINE_ENV) --control=actor --targets=actor --total_steps=$(BASELINE_STEPS) --out_dir=$(RESULTS)/baselines/DDPG $(DDPG_ARGS) $(ARGS))
+	$(call recorded,$(RESULTS)/baselines/SAC,$(PY) experiments/sac.py --env=$(BASELINE_ENV) --seeds=$(SEEDS) --total_steps=$(BASELINE_STEPS) --eval_every=$(EVAL_EVERY)000 --out_dir=$(RESULTS)/baselines/SAC $(SAC_ARGS))
 	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \
 	  --out=$(RESULTS)/baselines/fig4.png --title="Hopper: softMPCritic (uniform prior) against SAC and DDPG"
 	$(PY) experiments/plot.py $(addprefix $(RESULTS)/baselines/,softMPCritic SAC DDPG) --dashed=SAC,DDPG \

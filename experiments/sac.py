@@ -19,9 +19,8 @@ tau 0.005. What brax cannot express, and what we use instead:
   one --learning_rate for Q and policy (3e-4 here) and alpha at 3e-4;
 - CleanRL updates the actor twice every second step; brax once every step.
 - the observation: CleanRL's SAC learned from Gymnasium's default, which
-  leaves out the x position on Hopper and Walker2d; so does ours
-  (`brax_sac.WithoutX`); softMPCritic keeps x, as the paper does
-  (--observe_x gives SAC the same).
+  leaves out the x position; Fig. 4's SAC runs on `--env=hopper_gym`, that
+  observation (softMPCritic's `hopper` keeps x, as the paper does).
 The settings before these (matched to softMPCritic's own harness: batch 32,
 no prefill, brax's -0.5 |A|) are `--batch_size=32 --min_replay_size=0
 --target_entropy=-0.5`.
@@ -94,10 +93,6 @@ def define_flags():
   flags.DEFINE_float("learning_rate", 3e-4, "Adam, actor and critic.")
   flags.DEFINE_float("gamma", 0.99, "Discount.")
   flags.DEFINE_float("tau", 0.005, "Polyak rate of the target critic.")
-  flags.DEFINE_boolean("observe_x", False,
-                       "hopper, walker: keep the x position in the observation, as "
-                       "softMPCritic sees it (the paper's); default: Gymnasium's "
-                       "observation without it, which CleanRL's SAC learned from.")
   flags.DEFINE_list("hidden_sizes", ["256", "256"], "Actor and critic MLP widths.")
   flags.DEFINE_string("out_dir", "runs/sac", "Where metrics.jsonl and summary.json go.")
   flags.DEFINE_boolean("overwrite", False, "Replace a previous run in --out_dir.")
@@ -132,9 +127,6 @@ def check_flags() -> tuple:
       problem = f"it must lie in (0, {top}]"
     if problem:
       cli.fail(f"{name}={v} is invalid; {problem}.")
-  if FLAGS["observe_x"].present and FLAGS.env not in brax_sac.X_FIRST:
-    cli.fail(f"observe_x is invalid with env={FLAGS.env}; only "
-             f"{' and '.join(brax_sac.X_FIRST)} have an x position to leave out.")
   try:
     check_seed(FLAGS.seed, FLAGS.seeds)
   except ValueError as e:
@@ -147,11 +139,6 @@ def check_flags() -> tuple:
     cli.fail(f"hidden_sizes={','.join(FLAGS.hidden_sizes)!r} is invalid; "
              "it must be one or more integers >= 1.")
   return hidden
-
-
-def without_x() -> bool:
-  """Whether the observation leaves out x (Gymnasium's default)."""
-  return FLAGS.env in brax_sac.X_FIRST and not FLAGS.observe_x
 
 
 def trainer_settings() -> dict:
@@ -208,8 +195,7 @@ def write_outputs(out, runs, wall_s, sps, hidden):
       backend=jax.devices()[0].platform, device=str(jax.devices()[0].device_kind),
       jax_version=jax.__version__,
       config=dict(trainer_settings(), target_entropy_per_action_dim=FLAGS.target_entropy,
-                  hidden_sizes=list(hidden), eval_every=FLAGS.eval_every,
-                  observation="without x (Gymnasium's)" if without_x() else "the task's")))
+                  hidden_sizes=list(hidden), eval_every=FLAGS.eval_every)))
 
 
 def main(argv):
@@ -225,12 +211,9 @@ def train(argv):
   out = FLAGS.out_dir
   files.claim_run_dir(out, "sac.py", overwrite=FLAGS.overwrite)
   env = envs.make(FLAGS.env).env
-  env = brax_sac.WithoutX(env) if without_x() else env
   print(f"SAC (brax) on {FLAGS.env}: {FLAGS.seeds} seed(s) x {FLAGS.total_steps} steps, "
         f"batch {FLAGS.batch_size} x {FLAGS.grad_updates_per_step} update(s) per env step, "
-        f"observation {env.observation_size}"
-        f"{' (x left out, as Gymnasium)' if without_x() else ''}, "
-        f"{jax.devices()[0].platform} backend", flush=True)
+        f"observation {env.observation_size}, {jax.devices()[0].platform} backend", flush=True)
   t0, runs = time.perf_counter(), []
   for i in range(FLAGS.seeds):
     t = time.perf_counter()

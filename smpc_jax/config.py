@@ -41,7 +41,8 @@ class Config:
 
   # A registered task (smpc_jax.envs.names()): "idp" | "hopper" the paper's
   # (Gymnasium v5 on MJX), "walker" (Walker2d-v5), "idp_brax" | "hopper_brax"
-  # brax's variants (earlier results), or one of your own (envs.register).
+  # brax's variants (earlier results), "hopper_gym" (Gymnasium's default
+  # observation, x left out: DDPG only), or one of your own (envs.register).
   env: str = "idp"
   total_steps: int = 50_000  # Environment steps per run.
   episode_length: int = 1000  # Steps before truncation (not termination).
@@ -164,6 +165,8 @@ PRESETS = {
     # brax's tasks with the settings of the results made on them.
     "idp_brax": Config(env="idp_brax", total_steps=50_000, branching="per_sample"),
     "hopper_brax": _HOPPER.replace(env="hopper_brax", branching="per_sample"),
+    # Gymnasium's default observation (x left out): the baselines' DDPG only.
+    "hopper_gym": _HOPPER.replace(env="hopper_gym", control="actor", targets="actor"),
 }
 
 
@@ -293,6 +296,9 @@ def validate(config: Config) -> Config:
        "it must be an integer in [0, total_steps)")
   need(c.control in DECIDERS, "control", f"allowed: {', '.join(DECIDERS)}")
   need(c.targets in DECIDERS, "targets", f"allowed: {', '.join(DECIDERS)}")
+  need(not c.uses_model or envs.has_known_reward(c.env), "env",
+       "it has no known reward of (s, a, s') for the planner; it allows only "
+       "control=actor with targets=actor (DDPG)")
   need(float32_problem(c.actor_noise) is None, "actor_noise",
        float32_problem(c.actor_noise) or "")
   need(c.actor_noise >= 0, "actor_noise", "it must be >= 0")

@@ -14,6 +14,12 @@ validation and the drivers' flags read it), `make(name)` builds one. Built in:
                             (tests/lib/test_parity.py).
   "idp_brax", "hopper_brax" brax's variants (brax_tasks.py), which earlier
                             results used.
+  "hopper_gym"              Hopper-v5 as Gymnasium observes it by default
+                            (x left out, 11 entries), which CleanRL's SAC and
+                            DDPG learned from: for the model-free baselines
+                            (control=actor, targets=actor; sac.py). It has no
+                            known reward of (s, a, s'): the forward progress
+                            needs x, so the planner cannot score on it.
 
 A task of your own: an object with brax's reset/step API (an `MjxTask`, or a
 MuJoCo Playground env through `playground.adapt`) and its reward and
@@ -41,7 +47,9 @@ class Environment(NamedTuple):
   action_size: int
   action_low: float
   action_high: float
-  reward_fn: RewardFn  # Equals env.step(...).reward (tests/lib/test_envs.py).
+  # Equals env.step(...).reward (tests/lib/test_envs.py); None for a task that
+  # only model-free methods run on (registered with known_reward=False).
+  reward_fn: RewardFn | None
   termination_fn: TerminationFn  # 1.0 where env.step(...).done is 1.0.
   mj_model: mujoco.MjModel  # For rendering.
 
@@ -49,11 +57,14 @@ class Environment(NamedTuple):
 # (frame_skip) -> Environment; frame_skip 0 means the task's own.
 MakeFn = Callable[[int], Environment]
 _REGISTRY: Dict[str, MakeFn] = {}
+_NO_KNOWN_REWARD = set()
 
 
-def register(name: str, make_fn: MakeFn) -> None:
+def register(name: str, make_fn: MakeFn, known_reward: bool = True) -> None:
   """Makes `name` a task: `make_fn(frame_skip)` builds its `Environment`
-  (frame_skip 0: the task's own). A name is registered once."""
+  (frame_skip 0: the task's own). A name is registered once. known_reward=False:
+  its reward_fn is None, so the planner cannot run on it; only DDPG
+  (control=actor, targets=actor) trains there (Config validation says so)."""
   if not isinstance(name, str) or not name:
     raise ValueError(f"env name {name!r} is invalid; it must be a non-empty string.")
   if name in _REGISTRY:
@@ -62,6 +73,13 @@ def register(name: str, make_fn: MakeFn) -> None:
     raise TypeError(f"envs.register({name!r}, {make_fn!r}): make_fn must be a function "
                     "(frame_skip) -> Environment.")
   _REGISTRY[name] = make_fn
+  if not known_reward:
+    _NO_KNOWN_REWARD.add(name)
+
+
+def has_known_reward(name: str) -> bool:
+  """Whether the planner can score transitions on task `name` (registered)."""
+  return name not in _NO_KNOWN_REWARD
 
 
 def names() -> tuple:
@@ -106,8 +124,9 @@ def _check_scalars(e: Environment, name: str) -> None:
   only, traced once; the built-in tasks are tested, so only users' are)."""
   s = jax.ShapeDtypeStruct((e.obs_size,), jnp.float32)
   a = jax.ShapeDtypeStruct((e.action_size,), jnp.float32)
-  shapes = {"reward_fn(s, a, s')": lambda: jax.eval_shape(e.reward_fn, s, a, s),
-            "termination_fn(s, a, s')": lambda: jax.eval_shape(e.termination_fn, s, a, s)}
+  shapes = {"termination_fn(s, a, s')": lambda: jax.eval_shape(e.termination_fn, s, a, s)}
+  if has_known_reward(name):
+    shapes["reward_fn(s, a, s')"] = lambda: jax.eval_shape(e.reward_fn, s, a, s)
   if name not in _BUILT_IN:
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     first = lambda: jax.eval_shape(e.env.reset, key)
@@ -140,6 +159,11 @@ def _hopper(frame_skip):
   return from_task("hopper", task, hopper.make_reward(task.dt), hopper.termination)
 
 
+def _hopper_gym(frame_skip):
+  task = hopper.make(frame_skip, observe_x=False)
+  return from_task("hopper_gym", task, None, hopper.termination_without_x)
+
+
 def _walker(frame_skip):
   task = walker.make(frame_skip)
   return from_task("walker", task, walker.make_reward(task.dt), walker.termination)
@@ -159,7 +183,8 @@ register("hopper", _hopper)
 register("walker", _walker)
 register("idp_brax", _brax("idp"))
 register("hopper_brax", _brax("hopper"))
+register("hopper_gym", _hopper_gym, known_reward=False)
 _BUILT_IN = frozenset(names())
 
 __all__ = ["Environment", "MakeFn", "RewardFn", "TerminationFn", "register", "names",
-           "check_name", "make", "from_task", "MjxTask", "State", "mjx_env"]
+           "check_name", "has_known_reward", "make", "from_task", "MjxTask", "State", "mjx_env"]

@@ -34,6 +34,10 @@ def reset(model, key):
 observation = mjx_env.locomotion_observation  # -> [12]
 
 
+def observation_without_x(data):  # -> [11]: Gymnasium's default Hopper-v5 observation
+  return mjx_env.locomotion_observation(data)[1:]
+
+
 def _healthy(qpos, qvel):
   z, angle = qpos[1], qpos[2]
   state = jnp.concatenate([qpos[2:], qvel])
@@ -62,15 +66,23 @@ def termination(s, a, s_next):
   return 1.0 - _healthy(s_next[:6], s_next[6:])
 
 
+def termination_without_x(s, a, s_next):  # s_next [11]: x left out (health never reads it)
+  del s, a
+  return 1.0 - _healthy(jnp.concatenate([jnp.zeros(1), s_next[:5]]), s_next[5:])
+
+
 def make_reward(dt):
   def reward(s, a, s_next):
     return _reward(s[0], s_next[0], _healthy(s_next[:6], s_next[6:]), a, dt)
   return reward
 
 
-def make(frame_skip: int = 0) -> mjx_env.MjxTask:
+def make(frame_skip: int = 0, observe_x: bool = True) -> mjx_env.MjxTask:
+  """The task; observe_x=False observes as Gymnasium's default Hopper-v5
+  (x left out), what model-free baselines such as CleanRL's learned from."""
   model = mjx_env.load_model("hopper.xml", **SOLVER)
   frame_skip = frame_skip or FRAME_SKIP
   dt = float(model.opt.timestep) * frame_skip
-  return mjx_env.MjxTask(model, frame_skip, lambda k: reset(model, k), observation,
+  return mjx_env.MjxTask(model, frame_skip, lambda k: reset(model, k),
+                         observation if observe_x else observation_without_x,
                          make_env_reward(dt))

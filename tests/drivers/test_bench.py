@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 @pytest.mark.parametrize("args,words", [
     (["--seeds=0"], "error: seeds='0' is invalid; give one or more integers >= 1."),
     (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, "
-                        "idp_brax, hopper_brax."),
+                        "idp_brax, hopper_brax, hopper_gym."),
 ])
 def test_bench_rejects_bad_input_in_one_line(args, words, tmp_path):
   out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench.py"),

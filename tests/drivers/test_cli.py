@@ -258,7 +258,7 @@ def test_a_damaged_run_file_is_named_in_one_line(script, metrics, summary, words
 
 @pytest.mark.parametrize("args,words", [
     (["--temperature=-1"], "error: temperature=-1.0 is invalid; it must be > 0."),
-    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax."),
+    (["--env=cartpole"], "error: env='cartpole' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax, hopper_gym."),
     (["--num_samples=30", "--branching=per_sample"],
      "error: num_samples=30 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4."),
     (["--seeds=0"], "error: seeds=0 is invalid; it must be an integer >= 1."),

@@ -28,7 +28,7 @@ def test_presets_hold_the_paper_defaults():
     ("temperature", -0.1, "temperature=-0.1 is invalid; it must be > 0"),
     ("num_samples", 202, "num_samples=202 is invalid; with branching='per_sample' it must be divisible by ensemble_size=4"),
     ("target_samples", 0, "target_samples=0 is invalid"),
-    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper, walker, idp_brax, hopper_brax"),
+    ("env", "cartpole", "env='cartpole' is invalid; allowed: idp, hopper, walker, idp_brax, hopper_brax, hopper_gym"),
     ("prior", "laplace", "prior='laplace' is invalid; allowed: gaussian, uniform"),
     ("initial_plan", "ones", "initial_plan='ones' is invalid; allowed: zeros, random"),
     ("dynamics_batch", "per_step", "dynamics_batch='per_step' is invalid; allowed: per_member, shared"),
@@ -59,8 +59,22 @@ def test_invalid_values_name_the_field(field, value, words):
 
 
 def test_unknown_preset_is_a_clear_error():
-  with pytest.raises(ValueError, match="env='cheetah' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax"):
+  with pytest.raises(ValueError, match="env='cheetah' is not known; allowed: idp, hopper, walker, idp_brax, hopper_brax, hopper_gym"):
     preset("cheetah")
+
+
+def test_a_task_without_a_known_reward_runs_ddpg_only():
+  """hopper_gym observes no x, so the planner has no reward to score with:
+  its preset is DDPG (Hopper's settings otherwise), and any use of the
+  planner is refused, naming what is allowed."""
+  c = preset("hopper_gym")
+  assert (c.control, c.targets) == ("actor", "actor")
+  assert c == preset("hopper").replace(env="hopper_gym", control="actor", targets="actor")
+  for field in ("control", "targets"):
+    with pytest.raises(ValueError, match=r"^env='hopper_gym' is invalid; it has no known "
+                       r"reward of \(s, a, s'\) for the planner; it allows only "
+                       r"control=actor with targets=actor \(DDPG\)\.$"):
+      validate(c.replace(**{field: "mppi"}))
 
 
 def test_seeds_must_be_distinct_prng_seeds():
