@@ -68,7 +68,7 @@ def registered():
 
 
 def test_builtin_tasks_come_from_the_registry():
-  assert envs.names() == ("idp", "hopper", "walker", "idp_brax", "hopper_brax")
+  assert envs.names() == ("idp", "hopper", "walker", "idp_brax", "hopper_brax", "hopper_gym")
   with pytest.raises(ValueError, match="env='hopper' is already registered"):
     envs.register("hopper", lambda frame_skip: None)
   with pytest.raises(ValueError, match="env='slider' is invalid; allowed: idp, hopper, walker"):
