@@ -78,9 +78,10 @@ fig4-smpc: install
 # observe x as softMPCritic does and as the authors' own baseline scripts did
 # (Hopper-v5 with exclude_current_positions_from_observation=False).
 # BASELINE_ENV=hopper_gym: Gymnasium's default observation, x left out, as CleanRL's
-# published runs; into sac_gym_sSEED and ddpg_gym_sSEED.
+# published runs; into sac_gym_sSEED and ddpg_gym_sSEED. STEPS=1000000, the paper's
+# dashed lines: into sac_1m_sSEED, ddpg_1m_sSEED (sac_gym_1m_sSEED, ..).
 BASELINE_ENV ?= hopper
-baseline = $(1)$(if $(filter hopper_gym,$(BASELINE_ENV)),_gym)_s$(SEED)
+baseline = $(1)$(if $(filter hopper_gym,$(BASELINE_ENV)),_gym)$(if $(filter 1000000,$(HOPPER_STEPS)),_1m)_s$(SEED)
 check_baseline_env = test "$(BASELINE_ENV)" = hopper || test "$(BASELINE_ENV)" = hopper_gym || { echo "error: BASELINE_ENV=$(BASELINE_ENV) is invalid; allowed: hopper, hopper_gym" >&2; exit 2; }
 fig4-sac: install
 	@$(check_baseline_env)
@@ -90,11 +91,13 @@ fig4-ddpg: install
 	$(call recorded,$(RESULTS)/fig4/$(call baseline,ddpg),$(TRAIN) --env=$(BASELINE_ENV) --control=actor --targets=actor --seed=$(SEED) --total_steps=$(HOPPER_STEPS) --checkpoint_every=5000 --out_dir=$(RESULTS)/fig4/$(call baseline,ddpg) $(DDPG_ARGS) $(ARGS))
 
 # Fig. 4 from every finished seed group in $(RESULTS)/fig4 (smpc_s*, sac_s*, ddpg_s*,
-# sac_gym_s*, ddpg_gym_s*), each configuration's groups pooled (a group running or stopped is named and left
-# out): fig4_paper.png, the authors' statistic (5k-step moving average of training
-# returns, median and 20-80% over seeds), and fig4_eval.png, evaluation returns; each
-# with its table (.md). CleanRL's published 1M-step returns
-# are drawn dashed (their documentation: SAC on Hopper-v2; DDPG on Hopper-v4).
+# sac_gym_s*, ddpg_gym_s*, and the 1M groups *_1m_s*), each configuration's groups
+# pooled (a group running or stopped is named and left out): fig4_paper.png, the
+# authors' statistic (5k-step moving average of training returns, median and 20-80%
+# over seeds), and fig4_eval.png, evaluation returns; each with its table (.md). The
+# 1M groups are drawn as the paper draws its baselines, a dashed line at their last
+# value; CleanRL's published 1M-step returns too, in grey (their documentation: SAC on
+# Hopper-v2; DDPG on Hopper-v4).
 space := $(subst ,, )
 comma := ,
 # A seed group is finished when its summary.json is written and not marked
@@ -108,26 +111,32 @@ open_groups = $(filter-out $(call done_groups,$(1),$(2)),$(sort $(wildcard $(1)/
 groups = $(subst $(space),+,$(call done_groups,$(1),$(2)))
 # $(call leaving_out,DIR,NAMES): a line on stderr for each group not finished.
 leaving_out = $(foreach d,$(foreach c,$(2),$(call open_groups,$(1),$(c))),echo "leaving out $(d): not finished (running, or stopped: resume it)" >&2;)
-FIG4_CONFIGS = smpc sac ddpg sac_gym ddpg_gym
+FIG4_CONFIGS = smpc sac ddpg sac_gym ddpg_gym sac_1m ddpg_1m sac_gym_1m ddpg_gym_1m
 fig4_label_smpc = softMPCritic
 fig4_label_sac = SAC
 fig4_label_ddpg = DDPG
 fig4_label_sac_gym = SAC without x
 fig4_label_ddpg_gym = DDPG without x
+fig4_label_sac_1m = SAC at 1M
+fig4_label_ddpg_1m = DDPG at 1M
+fig4_label_sac_gym_1m = SAC without x at 1M
+fig4_label_ddpg_gym_1m = DDPG without x at 1M
 # The moving average's env steps of the authors' statistic.
 WINDOW ?= 5000
 FIG4 = $(strip $(foreach c,$(FIG4_CONFIGS),$(if $(call done_groups,$(RESULTS)/fig4,$(c)),$(c))))
-FIG4_LABELS = --labels="$(subst $(space),$(comma),$(foreach c,$(FIG4),$(subst $(space),~,$(fig4_label_$(c)))))"
+labels_of = $(subst $(space),$(comma),$(foreach c,$(1),$(subst $(space),~,$(fig4_label_$(c)))))
+FIG4_LABELS = --labels="$(call labels_of,$(FIG4))"
+FIG4_DASHED = $(if $(filter %_1m,$(FIG4)),--dashed="$(call labels_of,$(filter %_1m,$(FIG4)))")
 CLEANRL = --reference="SAC, CleanRL at 1M, Hopper-v2 (2310)=2310" \
           --reference="DDPG, CleanRL at 1M, Hopper-v4 (1577)=1577"
 fig4: install
 	@$(call leaving_out,$(RESULTS)/fig4,$(FIG4_CONFIGS))
 	@test -n "$(FIG4)" || { echo "error: $(RESULTS)/fig4 holds no finished seed group ($(addsuffix _s*,$(FIG4_CONFIGS))); run make fig4-smpc first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
-	  $(subst ~,$(space),$(FIG4_LABELS)) --curve=paper --window=$(WINDOW) $(CLEANRL) \
+	  $(subst ~,$(space),$(FIG4_LABELS) $(FIG4_DASHED)) --curve=paper --window=$(WINDOW) $(CLEANRL) \
 	  --out=$(RESULTS)/fig4/fig4_paper.png --title="Hopper, Fig. 4: training return, 5k-step moving average (median, 20-80% over seeds)"
 	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
-	  $(subst ~,$(space),$(FIG4_LABELS)) --curve=eval $(CLEANRL) \
+	  $(subst ~,$(space),$(FIG4_LABELS) $(FIG4_DASHED)) --curve=eval $(CLEANRL) \
 	  --out=$(RESULTS)/fig4/fig4_eval.png --title="Hopper, Fig. 4: evaluation return (median, 25-75% over seeds)"
 
 # Fig. 3 from every finished seed group in $(RESULTS)/fig3, each configuration's groups

@@ -171,12 +171,13 @@ def final(lines, summary):
   return evals[-1]["step"], evals[-1]["eval_returns"], " (stopped; last evaluation)"
 
 
-def table(rows, smoothed=None, window=5000, references=()) -> str:
+def table(rows, smoothed=None, window=5000, references=(), dashed=()) -> str:
   """Markdown table of final IQM and 95% interval, one row per run.
   rows: (label, (env steps, returns per seed, note) or None). smoothed: per
   label, (step, 20th percentile, median, 80th percentile) of the authors'
   statistic at its last step, or None (a column when given). references:
-  (label, value) published figures, listed under the table."""
+  (label, value) published figures, listed under the table. dashed: the
+  labels drawn as a dashed line at their last value, named under it."""
   head = "| run | seeds | env steps | final IQM | 95% interval | final return per seed |"
   rule = "| --- | ---: | ---: | ---: | --- | --- |"
   if smoothed is not None:
@@ -196,6 +197,8 @@ def table(rows, smoothed=None, window=5000, references=()) -> str:
     per_seed = ", ".join(f"{r:.0f}" for r in returns)
     out.append(f"| {label} | {len(returns)} | {step}{note} | {stats.iqm(returns):.0f} | "
                f"{lo:.0f} to {hi:.0f} | {per_seed} |{extra}")
+  if dashed:
+    out += ["", "Drawn as a dashed line at its last value: " + ", ".join(dashed) + "."]
   if references:
     out += ["", "Published figures drawn dashed: " +
             "; ".join(f"{label}: {value:g}" for label, value in references) + "."]
@@ -318,7 +321,8 @@ def main(argv):
       if paper else f"median over seeds, {band[0]:g}-{band[1]:g} percentile band")
   plot(FLAGS.out, runs, title, dashed,
        "training episode return (held, smoothed)" if paper else "episode return", references)
-  md = table(rows, smoothed if paper else None, FLAGS.window, references)
+  md = table(rows, smoothed if paper else None, FLAGS.window, references,
+             [l for l in labels if l in FLAGS.dashed])
   with open(table_path, "w") as f:
     f.write(md)
   print(md, end="")

@@ -18,9 +18,12 @@ tau 0.005. What brax cannot express, and what we use instead:
 - CleanRL's learning rates are 1e-3 (Q), 3e-4 (policy), 1e-3 (alpha); brax has
   one --learning_rate for Q and policy (3e-4 here) and alpha at 3e-4;
 - CleanRL updates the actor twice every second step; brax once every step.
-- the observation: CleanRL's SAC learned from Gymnasium's default, which
-  leaves out the x position; Fig. 4's SAC runs on `--env=hopper_gym`, that
-  observation (softMPCritic's `hopper` keeps x, as the paper does).
+- the observation: Fig. 4's SAC (`make fig4-sac`) runs on `--env=hopper`,
+  which keeps the x position, as softMPCritic and the authors' own baseline
+  script do (CleanRL's SAC on Hopper-v5 with
+  exclude_current_positions_from_observation=False); `--env=hopper_gym` is
+  Gymnasium's default observation without x, from which CleanRL's published
+  SAC returns were learned (`BASELINE_ENV=hopper_gym`).
 The settings before these (matched to softMPCritic's own harness: batch 32,
 no prefill, brax's -0.5 |A|) are `--batch_size=32 --min_replay_size=0
 --target_entropy=-0.5`.

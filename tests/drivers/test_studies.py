@@ -104,25 +104,29 @@ def test_make_fig4_smpc_runs_a_seed_group_and_resumes_it(tmp_path):
 
 @pytest.mark.slow  # three Hopper compiles and brax's SAC
 def test_make_fig4_pools_the_seed_groups_of_each_configuration(tmp_path):
-  """Seed groups of softMPCritic (two), SAC and DDPG, each from its own make
-  target, then `make fig4`: one curve per configuration, its groups pooled,
+  """Seed groups of softMPCritic (two), SAC and DDPG (x observed) and SAC
+  without x (BASELINE_ENV=hopper_gym), each from its own make target, then
+  `make fig4`: one curve per configuration, its groups pooled,
   with CleanRL's published returns as references, and both statistics."""
   tiny = ["SEEDS=1", "EVAL_EVERY=1", TINY_ARGS]
   make("fig4-smpc", tmp_path, "SEED=0", "STEPS=40", *tiny)
   make("fig4-smpc", tmp_path, "SEED=1", "STEPS=40", *tiny)
   make("fig4-ddpg", tmp_path, "SEED=0", "STEPS=40", *tiny,
        "DDPG_ARGS=--activation=relu --warmup_steps=20 --actor_update_period=2")
-  make("fig4-sac", tmp_path, "SEED=0", "STEPS=2000", *tiny,
-       "SAC_ARGS=--episode_length=50 --eval_episodes=1 --hidden_sizes=8 --min_replay_size=500")
+  sac = "SAC_ARGS=--episode_length=50 --eval_episodes=1 --hidden_sizes=8 --min_replay_size=500"
+  make("fig4-sac", tmp_path, "SEED=0", "STEPS=2000", *tiny, sac)
+  make("fig4-sac", tmp_path, "SEED=0", "STEPS=2000", *tiny, sac, "BASELINE_ENV=hopper_gym")
   out = tmp_path / "fig4"
   assert json.load(open(out / "sac_s0" / "summary.json"))["total_steps"] == 2000
+  assert "--env=hopper " in (out / "sac_s0" / "command.txt").read_text()
+  assert "--env=hopper_gym " in (out / "sac_gym_s0" / "command.txt").read_text()
   assert "--control=actor --targets=actor --seed=0" in (out / "ddpg_s0" / "command.txt").read_text()
   make("fig4", tmp_path, "WINDOW=20")
   for name in ("fig4_paper", "fig4_eval"):
     assert (out / f"{name}.png").read_bytes()[:8] == PNG
-    rows = [l.split(" | ") for l in (out / f"{name}.md").read_text().splitlines()[2:5]]
+    rows = [l.split(" | ") for l in (out / f"{name}.md").read_text().splitlines()[2:6]]
     assert [(r[0], r[1]) for r in rows] == [("| softMPCritic", "2"), ("| SAC", "1"),
-                                            ("| DDPG", "1")]
+                                            ("| DDPG", "1"), ("| SAC without x", "1")]
     assert "SAC, CleanRL at 1M, Hopper-v2 (2310): 2310" in (out / f"{name}.md").read_text()
   paper = (out / "fig4_paper.md").read_text().splitlines()
   assert "20-step moving average: median (20-80%) at step" in paper[0]
@@ -132,13 +136,17 @@ def test_make_fig4_pools_the_seed_groups_of_each_configuration(tmp_path):
 def test_make_fig4_pools_finished_groups_and_names_the_others(tmp_path):
   """A group still running (no summary.json yet) or stopped ("finished":
   false) is named on stderr and left out, not pooled at its early step nor
-  crashed on; the finished group (the study's own smpc_s0, copied) is pooled.
+  crashed on; the finished groups (the study's own, copied) are pooled, each
+  configuration under its label, and a 1M group is drawn as a dashed line.
   No compile: make test."""
   fig4 = tmp_path / "fig4"
-  for group in ("smpc_s0", "smpc_s6"):
+  # (copied from, into): sac_s0's files stand in for a 1M group here, to
+  # exercise how make fig4 names and draws one.
+  for source, group in (("smpc_s0", "smpc_s0"), ("smpc_s0", "smpc_s6"), ("sac_s0", "sac_s0"),
+                        ("sac_gym_s0", "sac_gym_s0"), ("sac_s0", "sac_1m_s0")):
     (fig4 / group).mkdir(parents=True)
     for name in ("metrics.jsonl", "summary.json"):
-      shutil.copy(os.path.join(ROOT, "results", "fig4", "smpc_s0", name), fig4 / group / name)
+      shutil.copy(os.path.join(ROOT, "results", "fig4", source, name), fig4 / group / name)
   stopped = fig4 / "smpc_s6" / "summary.json"
   stopped.write_text(json.dumps(dict(json.load(open(stopped)), finished=False)))
   (fig4 / "smpc_s4").mkdir()  # a group that has not finished its first chunk
@@ -146,12 +154,47 @@ def test_make_fig4_pools_finished_groups_and_names_the_others(tmp_path):
   for group in ("smpc_s4", "smpc_s6"):
     assert f"leaving out {fig4 / group}: not finished" in p.stderr, p.stderr
   assert "smpc_s0: not finished" not in p.stderr
-  row = (fig4 / "fig4_paper.md").read_text().splitlines()[2].split(" | ")
-  assert row[:3] == ["| softMPCritic", "2", "200000"], row
+  for name in ("fig4_paper", "fig4_eval"):
+    rows = [l.split(" | ")[:4] for l in (fig4 / f"{name}.md").read_text().splitlines()[2:6]]
+    assert rows == [["| softMPCritic", "2", "200000", "1618"], ["| SAC", "1", "200000", "610"],
+                    ["| SAC without x", "1", "200000", "2989"],
+                    ["| SAC at 1M", "1", "200000", "610"]], rows
+    assert "Drawn as a dashed line at its last value: SAC at 1M." in (fig4 / f"{name}.md").read_text()
   shutil.rmtree(fig4 / "smpc_s0")
+  for group in ("sac_s0", "sac_gym_s0", "sac_1m_s0"):
+    shutil.rmtree(fig4 / group)
   fail = subprocess.run(["make", "-s", "-C", ROOT, "-o", "install", "fig4",
                          f"RESULTS={tmp_path}"], capture_output=True, text=True, env=env())
   assert fail.returncode == 2 and "holds no finished seed group" in fail.stderr, fail.stderr
+
+
+@pytest.mark.parametrize("target,assignments,folder", [
+    ("fig4-sac", [], "sac_s3"), ("fig4-ddpg", [], "ddpg_s3"),
+    ("fig4-sac", ["BASELINE_ENV=hopper_gym"], "sac_gym_s3"),
+    ("fig4-sac", ["STEPS=1000000"], "sac_1m_s3"),
+    ("fig4-ddpg", ["STEPS=1000000", "BASELINE_ENV=hopper_gym"], "ddpg_gym_1m_s3"),
+    ("fig3-group", ["CONFIG=no_q"], "no_q_s3")])
+def test_each_study_target_names_its_seed_group_folder(tmp_path, target, assignments, folder):
+  """What `make TARGET` would run (make -n): the folder is named for the
+  configuration, the observation, the length and the seed offset, and the
+  run writes there."""
+  p = make(target, tmp_path, "-n", "SEED=3", *assignments)
+  out = os.path.join(str(tmp_path), "fig3" if target == "fig3-group" else "fig4", folder)
+  assert f"--out_dir={out}" in p.stdout, p.stdout
+  assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("target,assignment,message", [
+    ("fig4-sac", "BASELINE_ENV=walker", "error: BASELINE_ENV=walker is invalid; allowed: hopper, hopper_gym"),
+    ("fig4-ddpg", "BASELINE_ENV=", "error: BASELINE_ENV= is invalid; allowed: hopper, hopper_gym"),
+    ("fig3-group", "CONFIG=no_model", "error: CONFIG=no_model is invalid; allowed: full no_q no_ensemble")])
+def test_study_targets_refuse_an_unknown_setting(tmp_path, target, assignment, message):
+  """One line naming the setting and what is allowed, exit 2, nothing made."""
+  p = subprocess.run(["make", "-s", "-C", ROOT, "-o", "install", target, f"RESULTS={tmp_path}",
+                      assignment], capture_output=True, text=True, env=env())
+  assert p.returncode == 2 and p.stderr.startswith(message), (p.returncode, p.stderr)
+  assert "make: ***" not in p.stderr.splitlines()[0]
+  assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow  # five Hopper compiles
