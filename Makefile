@@ -149,7 +149,7 @@ fig3: install
 	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no finished seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
 	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --out=$(RESULTS)/fig3/fig3_paper.png \
-	  --title="Hopper, Fig. 3 (Gaussian prior): training return, 5k-step moving average (median, 20-80% over seeds)"
+	  --title="Hopper, Fig. 3 (Gaussian prior): training return, 5k-step average (median, 20-80%)"
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
 	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=eval --out=$(RESULTS)/fig3/fig3_eval.png \
 	  --title="Hopper, Fig. 3 (Gaussian prior): evaluation return (median, 25-75% over seeds)"
