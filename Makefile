@@ -124,9 +124,10 @@ fig4_label_ddpg_gym_1m = DDPG without x at 1M
 # The moving average's env steps of the authors' statistic.
 WINDOW ?= 5000
 FIG4 = $(strip $(foreach c,$(FIG4_CONFIGS),$(if $(call done_groups,$(RESULTS)/fig4,$(c)),$(c))))
-labels_of = $(subst $(space),$(comma),$(foreach c,$(1),$(subst $(space),~,$(fig4_label_$(c)))))
-FIG4_LABELS = --labels="$(call labels_of,$(FIG4))"
-FIG4_DASHED = $(if $(filter %_1m,$(FIG4)),--dashed="$(call labels_of,$(filter %_1m,$(FIG4)))")
+# $(call labels_of,FIG,CONFIGS): their labels (FIG_label_CONFIG), joined by commas, spaces as ~.
+labels_of = $(subst $(space),$(comma),$(foreach c,$(2),$(subst $(space),~,$($(1)_label_$(c)))))
+FIG4_LABELS = --labels="$(call labels_of,fig4,$(FIG4))"
+FIG4_DASHED = $(if $(filter %_1m,$(FIG4)),--dashed="$(call labels_of,fig4,$(filter %_1m,$(FIG4)))")
 CLEANRL = --reference="SAC, CleanRL at 1M, Hopper-v2 (2310)=2310" \
           --reference="DDPG, CleanRL at 1M, Hopper-v4 (1577)=1577"
 fig4: install
@@ -143,7 +144,7 @@ fig4: install
 # pooled (a group running or stopped is named and left out):
 # fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table.
 FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
-FIG3_LABELS = --labels="$(subst $(space),$(comma),$(foreach c,$(FIG3),$(subst $(space),~,$(fig3_label_$(c)))))"
+FIG3_LABELS = --labels="$(call labels_of,fig3,$(FIG3))"
 fig3: install
 	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_CONFIGS))
 	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no finished seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
