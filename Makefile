@@ -143,10 +143,10 @@ fig4: install
 # Fig. 3 from every finished seed group in $(RESULTS)/fig3, each configuration's groups
 # pooled (a group running or stopped is named and left out):
 # fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table.
-FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
+FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS) $(FIG3_VARIANTS),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
 FIG3_LABELS = --labels="$(call labels_of,fig3,$(FIG3))"
 fig3: install
-	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_CONFIGS))
+	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_CONFIGS) $(FIG3_VARIANTS))
 	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no finished seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
 	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --out=$(RESULTS)/fig3/fig3_paper.png \
@@ -164,6 +164,9 @@ walker: install
 # `make fig3-group CONFIG=... SEED=...` into $(RESULTS)/fig3/CONFIG_sSEED (SEEDS seeds,
 # 200k steps). Without the terminal Q the plan looks H = 8 steps ahead, as the paper's
 # text says for that case. `make ablations` runs all five at SEED, then the figure.
+# FIG3_VARIANTS are not the paper's configurations: a check of one of them with
+# the authors' own settings where ours differ (results/fig3/README.md), run by
+# fig3-group and drawn by fig3 like the five, left out of `make ablations`.
 ABLATION = $(TRAIN) --env=hopper --total_steps=$(HOPPER_STEPS) --prior=gaussian \
            --num_samples=200 --target_samples=20 --temperature=0.1 --noise_var=0.1 $(ARGS)
 FIG3_CONFIGS = full no_q no_ensemble mppi_control_only mppi_targets_only
@@ -172,14 +175,19 @@ fig3_no_q = --use_terminal_q=false --horizon=8
 fig3_no_ensemble = --ensemble_size=1
 fig3_mppi_control_only = --targets=actor
 fig3_mppi_targets_only = --control=actor
+# The authors' Fig. 3 code (ddpg_continuous_action.py at b742bf6): a SiLU-then-tanh
+# critic, the actor updated every 2nd env step.
+FIG3_VARIANTS = mppi_control_only_authors
+fig3_mppi_control_only_authors = --targets=actor --q_activations=silu,tanh --actor_update_period=2
 fig3_label_full = softMPCritic (Q and ensemble)
 fig3_label_no_q = no Q (ensemble; H=8)
 fig3_label_no_ensemble = Q and one model
 fig3_label_mppi_control_only = MPPI for control only
 fig3_label_mppi_targets_only = MPPI for targets only
+fig3_label_mppi_control_only_authors = MPPI for control only (SiLU-tanh critic; actor every 2nd step)
 CONFIG ?= full
 fig3-group: install
-	@test -n "$(filter $(CONFIG),$(FIG3_CONFIGS))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_CONFIGS)." >&2; exit 2; }
+	@test -n "$(filter $(CONFIG),$(FIG3_CONFIGS) $(FIG3_VARIANTS))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_CONFIGS) $(FIG3_VARIANTS)." >&2; exit 2; }
 	$(call recorded,$(RESULTS)/fig3/$(CONFIG)_s$(SEED),$(ABLATION) --seed=$(SEED) --checkpoint_every=5000 $(fig3_$(CONFIG)) --out_dir=$(RESULTS)/fig3/$(CONFIG)_s$(SEED))
 ablations: install
 	for c in $(FIG3_CONFIGS); do $(MAKE) --no-print-directory -o install fig3-group CONFIG=$$c || exit $$?; done

@@ -173,7 +173,8 @@ def test_make_fig4_pools_finished_groups_and_names_the_others(tmp_path):
     ("fig4-sac", ["BASELINE_ENV=hopper_gym"], "sac_gym_s3"),
     ("fig4-sac", ["STEPS=1000000"], "sac_1m_s3"),
     ("fig4-ddpg", ["STEPS=1000000", "BASELINE_ENV=hopper_gym"], "ddpg_gym_1m_s3"),
-    ("fig3-group", ["CONFIG=no_q"], "no_q_s3")])
+    ("fig3-group", ["CONFIG=no_q"], "no_q_s3"),
+    ("fig3-group", ["CONFIG=mppi_control_only_authors"], "mppi_control_only_authors_s3")])
 def test_each_study_target_names_its_seed_group_folder(tmp_path, target, assignments, folder):
   """What `make TARGET` would run (make -n): the folder is named for the
   configuration, the observation, the length and the seed offset, and the
@@ -182,6 +183,22 @@ def test_each_study_target_names_its_seed_group_folder(tmp_path, target, assignm
   out = os.path.join(str(tmp_path), "fig3" if target == "fig3-group" else "fig4", folder)
   assert f"--out_dir={out}" in p.stdout, p.stdout
   assert not os.path.exists(out)
+
+
+def test_fig3_variant_is_the_ablation_with_the_authors_settings(tmp_path):
+  """mppi_control_only_authors: MPPI for control only with the authors' Fig. 3
+  critic (SiLU then tanh) and actor period (2), nothing else changed; not one
+  of the five configurations `make ablations` runs."""
+  def flags(config):  # the run's flags, from the command make would record
+    line = make("fig3-group", tmp_path, "-n", f"CONFIG={config}").stdout
+    return set(line.split("experiments/train.py", 1)[1].split(" --out_dir=", 1)[0].split())
+  added = flags("mppi_control_only_authors") - flags("mppi_control_only")
+  assert added == {"--q_activations=silu,tanh", "--actor_update_period=2"}, added
+  assert "--targets=actor" in flags("mppi_control_only_authors")
+  ablations = make("ablations", tmp_path, "-n").stdout
+  runs = {w.split("/fig3/")[1].strip("'") for w in ablations.split() if w.startswith("--out_dir=")}
+  assert runs == {f"{c}_s0" for c in ("full", "no_q", "no_ensemble", "mppi_control_only",
+                                      "mppi_targets_only")}, runs
 
 
 @pytest.mark.parametrize("target,assignment,message", [
