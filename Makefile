@@ -164,7 +164,7 @@ walker: install
 # `make fig3-group CONFIG=... SEED=...` into $(RESULTS)/fig3/CONFIG_sSEED (SEEDS seeds,
 # 200k steps). Without the terminal Q the plan looks H = 8 steps ahead, as the paper's
 # text says for that case. `make ablations` runs all five at SEED, then the figure.
-# FIG3_VARIANTS are not the paper's configurations: a check of one of them with
+# FIG3_VARIANTS are not the paper's configurations: checks of two of them with
 # the authors' own settings where ours differ (results/fig3/README.md), run by
 # fig3-group and drawn by fig3 like the five, left out of `make ablations`.
 ABLATION = $(TRAIN) --env=hopper --total_steps=$(HOPPER_STEPS) --prior=gaussian \
@@ -177,14 +177,16 @@ fig3_mppi_control_only = --targets=actor
 fig3_mppi_targets_only = --control=actor
 # The authors' Fig. 3 code (ddpg_continuous_action.py at b742bf6): a SiLU-then-tanh
 # critic, the actor updated every 2nd env step.
-FIG3_VARIANTS = mppi_control_only_authors
+FIG3_VARIANTS = mppi_control_only_authors mppi_targets_only_authors
 fig3_mppi_control_only_authors = --targets=actor --q_activations=silu,tanh --actor_update_period=2
+fig3_mppi_targets_only_authors = --control=actor --q_activations=silu,tanh --actor_update_period=2
 fig3_label_full = softMPCritic (Q and ensemble)
 fig3_label_no_q = no Q (ensemble; H=8)
 fig3_label_no_ensemble = Q and one model
 fig3_label_mppi_control_only = MPPI for control only
 fig3_label_mppi_targets_only = MPPI for targets only
 fig3_label_mppi_control_only_authors = MPPI for control only (SiLU-tanh critic; actor every 2nd step)
+fig3_label_mppi_targets_only_authors = MPPI for targets only (SiLU-tanh critic; actor every 2nd step)
 CONFIG ?= full
 fig3-group: install
 	@test -n "$(filter $(CONFIG),$(FIG3_CONFIGS) $(FIG3_VARIANTS))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_CONFIGS) $(FIG3_VARIANTS)." >&2; exit 2; }

@@ -185,16 +185,17 @@ def test_each_study_target_names_its_seed_group_folder(tmp_path, target, assignm
   assert not os.path.exists(out)
 
 
-def test_fig3_variant_is_the_ablation_with_the_authors_settings(tmp_path):
-  """mppi_control_only_authors: MPPI for control only with the authors' Fig. 3
-  critic (SiLU then tanh) and actor period (2), nothing else changed; not one
-  of the five configurations `make ablations` runs."""
+@pytest.mark.parametrize("ablation", ["mppi_control_only", "mppi_targets_only"])
+def test_fig3_variant_is_the_ablation_with_the_authors_settings(tmp_path, ablation):
+  """ABLATION_authors: that ablation with the authors' Fig. 3 critic (SiLU
+  then tanh) and actor period (2), nothing else changed; not one of the five
+  configurations `make ablations` runs."""
   def flags(config):  # the run's flags, from the command make would record
     line = make("fig3-group", tmp_path, "-n", f"CONFIG={config}").stdout
     return set(line.split("experiments/train.py", 1)[1].split(" --out_dir=", 1)[0].split())
-  added = flags("mppi_control_only_authors") - flags("mppi_control_only")
-  assert added == {"--q_activations=silu,tanh", "--actor_update_period=2"}, added
-  assert "--targets=actor" in flags("mppi_control_only_authors")
+  variant, paper = flags(f"{ablation}_authors"), flags(ablation)
+  assert variant - paper == {"--q_activations=silu,tanh", "--actor_update_period=2"}, variant
+  assert paper <= variant and ({"--targets=actor", "--control=actor"} & paper)
   ablations = make("ablations", tmp_path, "-n").stdout
   runs = {w.split("/fig3/")[1].strip("'") for w in ablations.split() if w.startswith("--out_dir=")}
   assert runs == {f"{c}_s0" for c in ("full", "no_q", "no_ensemble", "mppi_control_only",
