@@ -168,6 +168,26 @@ def test_make_fig4_pools_finished_groups_and_names_the_others(tmp_path):
   assert fail.returncode == 2 and "holds no finished seed group" in fail.stderr, fail.stderr
 
 
+def test_make_fig3_draws_the_variants_beside_the_paper_configurations(tmp_path):
+  """The study's own groups, copied: each configuration under its label, a
+  variant (the authors' settings) as one more line after the paper's, and a
+  variant group still running named and left out. No compile: make test."""
+  fig3 = tmp_path / "fig3"
+  for group in ("full_s0", "mppi_control_only_s0", "mppi_control_only_authors_s0"):
+    (fig3 / group).mkdir(parents=True)
+    for name in ("metrics.jsonl", "summary.json"):
+      shutil.copy(os.path.join(ROOT, "results", "fig3", group, name), fig3 / group / name)
+  (fig3 / "mppi_targets_only_authors_s0").mkdir()  # running: no summary yet
+  p = make("fig3", tmp_path)
+  assert f"leaving out {fig3 / 'mppi_targets_only_authors_s0'}: not finished" in p.stderr
+  rows = [l.split(" | ")[:4] for l in (fig3 / "fig3_paper.md").read_text().splitlines()[2:]]
+  assert rows == [["| softMPCritic (Q and ensemble)", "3", "200000", "2102"],
+                  ["| MPPI for control only", "3", "200000", "115"],
+                  ["| MPPI for control only (SiLU-tanh critic; actor every 2nd step)", "3",
+                   "200000", "179"]], rows
+  assert (fig3 / "fig3_paper.png").read_bytes()[:8] == PNG
+
+
 @pytest.mark.parametrize("target,assignments,folder", [
     ("fig4-sac", [], "sac_s3"), ("fig4-ddpg", [], "ddpg_s3"),
     ("fig4-sac", ["BASELINE_ENV=hopper_gym"], "sac_gym_s3"),
