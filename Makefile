@@ -143,10 +143,10 @@ fig4: install
 # Fig. 3 from every finished seed group in $(RESULTS)/fig3, each configuration's groups
 # pooled (a group running or stopped is named and left out):
 # fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table.
-FIG3 = $(strip $(foreach c,$(FIG3_CONFIGS) $(FIG3_VARIANTS),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
+FIG3 = $(strip $(foreach c,$(FIG3_ALL),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
 FIG3_LABELS = --labels="$(call labels_of,fig3,$(FIG3))"
 fig3: install
-	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_CONFIGS) $(FIG3_VARIANTS))
+	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_ALL))
 	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no finished seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
 	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --out=$(RESULTS)/fig3/fig3_paper.png \
@@ -178,18 +178,21 @@ fig3_mppi_targets_only = --control=actor
 # The authors' Fig. 3 code (ddpg_continuous_action.py at b742bf6): a SiLU-then-tanh
 # critic, the actor updated every 2nd env step.
 FIG3_VARIANTS = mppi_control_only_authors mppi_targets_only_authors
-fig3_mppi_control_only_authors = --targets=actor --q_activations=silu,tanh --actor_update_period=2
-fig3_mppi_targets_only_authors = --control=actor --q_activations=silu,tanh --actor_update_period=2
+FIG3_ALL = $(FIG3_CONFIGS) $(FIG3_VARIANTS)
+AUTHORS_ACTOR = --q_activations=silu,tanh --actor_update_period=2
+fig3_mppi_control_only_authors = $(fig3_mppi_control_only) $(AUTHORS_ACTOR)
+fig3_mppi_targets_only_authors = $(fig3_mppi_targets_only) $(AUTHORS_ACTOR)
 fig3_label_full = softMPCritic (Q and ensemble)
 fig3_label_no_q = no Q (ensemble; H=8)
 fig3_label_no_ensemble = Q and one model
 fig3_label_mppi_control_only = MPPI for control only
 fig3_label_mppi_targets_only = MPPI for targets only
-fig3_label_mppi_control_only_authors = MPPI for control only (SiLU-tanh critic; actor every 2nd step)
-fig3_label_mppi_targets_only_authors = MPPI for targets only (SiLU-tanh critic; actor every 2nd step)
+AUTHORS_ACTOR_LABEL = (SiLU-tanh critic; actor every 2nd step)
+fig3_label_mppi_control_only_authors = $(fig3_label_mppi_control_only) $(AUTHORS_ACTOR_LABEL)
+fig3_label_mppi_targets_only_authors = $(fig3_label_mppi_targets_only) $(AUTHORS_ACTOR_LABEL)
 CONFIG ?= full
 fig3-group: install
-	@test -n "$(filter $(CONFIG),$(FIG3_CONFIGS) $(FIG3_VARIANTS))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_CONFIGS) $(FIG3_VARIANTS)." >&2; exit 2; }
+	@test -n "$(filter $(CONFIG),$(FIG3_ALL))" || { echo "error: CONFIG=$(CONFIG) is invalid; allowed: $(FIG3_ALL)." >&2; exit 2; }
 	$(call recorded,$(RESULTS)/fig3/$(CONFIG)_s$(SEED),$(ABLATION) --seed=$(SEED) --checkpoint_every=5000 $(fig3_$(CONFIG)) --out_dir=$(RESULTS)/fig3/$(CONFIG)_s$(SEED))
 ablations: install
 	for c in $(FIG3_CONFIGS); do $(MAKE) --no-print-directory -o install fig3-group CONFIG=$$c || exit $$?; done
