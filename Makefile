@@ -134,7 +134,7 @@ fig4: install
 	@$(call leaving_out,$(RESULTS)/fig4,$(FIG4_CONFIGS))
 	@test -n "$(FIG4)" || { echo "error: $(RESULTS)/fig4 holds no finished seed group ($(addsuffix _s*,$(FIG4_CONFIGS))); run make fig4-smpc first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
-	  $(subst ~,$(space),$(FIG4_LABELS) $(FIG4_DASHED)) --curve=paper --window=$(WINDOW) $(CLEANRL) \
+	  $(subst ~,$(space),$(FIG4_LABELS) $(FIG4_DASHED)) --curve=paper --window=$(WINDOW) --first_past=1000 $(CLEANRL) \
 	  --out=$(RESULTS)/fig4/fig4_paper.png --title="Hopper, Fig. 4: training return, 5k-step moving average (median, 20-80% over seeds)"
 	$(PY) experiments/plot.py $(foreach c,$(FIG4),$(call groups,$(RESULTS)/fig4,$(c))) \
 	  $(subst ~,$(space),$(FIG4_LABELS) $(FIG4_DASHED)) --curve=eval $(CLEANRL) \
@@ -142,14 +142,15 @@ fig4: install
 
 # Fig. 3 from every finished seed group in $(RESULTS)/fig3, each configuration's groups
 # pooled (a group running or stopped is named and left out):
-# fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table.
+# fig3_paper.png (the authors' statistic) and fig3_eval.png, each with its table, and
+# fig3_paper_seeds.md: each seed's own average, highest point and first pass of 1000.
 FIG3 = $(strip $(foreach c,$(FIG3_ALL),$(if $(call done_groups,$(RESULTS)/fig3,$(c)),$(c))))
 FIG3_LABELS = --labels="$(call labels_of,fig3,$(FIG3))"
 fig3: install
 	@$(call leaving_out,$(RESULTS)/fig3,$(FIG3_ALL))
 	@test -n "$(FIG3)" || { echo "error: $(RESULTS)/fig3 holds no finished seed group ($(addsuffix _s*,$(FIG3_CONFIGS))); run make fig3-group first" >&2; exit 2; }
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
-	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --out=$(RESULTS)/fig3/fig3_paper.png \
+	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=paper --window=$(WINDOW) --first_past=1000 --out=$(RESULTS)/fig3/fig3_paper.png \
 	  --title="Hopper, Fig. 3 (Gaussian prior): training return, 5k-step average (median, 20-80%)"
 	$(PY) experiments/plot.py $(foreach c,$(FIG3),$(call groups,$(RESULTS)/fig3,$(c))) \
 	  $(subst ~,$(space),$(FIG3_LABELS)) --curve=eval --out=$(RESULTS)/fig3/fig3_eval.png \

@@ -21,7 +21,10 @@ each seed's training-episode return held at every env step until its next
 episode ends, the median and the 20th/80th percentiles over seeds at each
 step, each smoothed by a trailing --window (5000) step moving average, read
 every --window steps; --dashed then draws a run's last value of that median,
-and the table adds each run's last median with its 20-80% band.
+and the table adds each run's last median with its 20-80% band. It also writes
+each seed's own figures beside the table (`<table>_seeds.md`): its moving
+average at the end, its highest (and where), the first step it reaches
+--first_past (when given), and its final evaluation return.
 A run that logged no training episodes (brax's SAC) holds its evaluation
 returns instead. Arguments ending in .log are seeds of the authors' code
 (experiments/authors/run.sh), drawn together as one more run, "authors".
@@ -32,6 +35,7 @@ prints the table.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 from absl import flags
@@ -54,6 +58,8 @@ def define_flags():
                     "(default 25,75; with --curve=paper 20,80, the authors').")
   flags.DEFINE_integer("window", 5000, "With --curve=paper: the moving average's env steps.")
   flags.DEFINE_list("dashed", [], "Labels whose final IQM is drawn as a horizontal dashed line.")
+  flags.DEFINE_float("first_past", None, "With --curve=paper: the per-seed table gives the "
+                     "first step each seed's moving average reaches this return.")
   flags.DEFINE_multi_string("reference", [], "LABEL=VALUE: a published return drawn as a grey "
                             "dashed line (repeatable).")
 
@@ -159,6 +165,63 @@ def episodes_of(folder, lines, summary):
       int(steps[-1]) if len(steps) else 0
 
 
+def per_seed(seed_episodes, end: int, window: int, past=None):
+  """Each seed's own trailing `window`-step average of its held returns, read
+  every `window` steps as `paper_curve` reads the median: (the last value,
+  (the highest, its step), the first step it is >= `past` or None), or None
+  for a seed with no episode or a run shorter than one window."""
+  steps = np.arange(window, end + 1, window)  # [K]
+  out = []
+  for episodes in seed_episodes:
+    if not episodes or not len(steps):
+      out.append(None)
+      continue
+    sums = np.concatenate([[0.0], np.cumsum(held(episodes, end))])  # [end + 1]
+    average = (sums[steps] - sums[steps - window]) / window  # [K]
+    best = int(np.argmax(average))
+    reached = np.flatnonzero(average >= past) if past is not None else []
+    out.append((float(average[-1]), (float(average[best]), int(steps[best])),
+                int(steps[reached[0]]) if len(reached) else None))
+  return out
+
+
+def seed_names(folder) -> list:
+  """Each seed's number in a run folder, or in seed groups joined by "+": its
+  group's base seed (summary.json's `seed`, else the folder name's `sN` ending that
+  the make targets give) plus its place in the group; else "#i" in the run."""
+  names = []
+  for part in folder.split("+"):
+    summary = files.read_json(os.path.join(part, "summary.json"))
+    base = summary.get("seed")
+    if base is None:
+      match = re.search(r"(?:^|_)s(\d+)$", os.path.basename(os.path.normpath(part)))
+      base = int(match.group(1)) if match else None
+    count = summary.get("seeds", 1)
+    names += [f"#{len(names) + i}" if base is None else str(base + i) for i in range(count)]
+  return names
+
+
+def seed_table(seed_rows, window: int, past=None) -> str:
+  """Markdown: one row per seed of each run. seed_rows: (label, seed names,
+  `per_seed` of its seeds, final returns per seed or None)."""
+  head = (f"| run | seed | its {window}-step average at the end | its highest (at step) |"
+          + (f" first step it reaches {past:g} |" if past is not None else "")
+          + " final evaluation return |")
+  out = [head, "| --- | --- | ---: | ---: |" + (" ---: |" if past is not None else "") + " ---: |"]
+  for label, names, figures, finals in seed_rows:
+    for i, fig in enumerate(figures):
+      name = names[i] if i < len(names) else f"#{i}"
+      last = ret = first = best = ""
+      if fig is not None:
+        last, best = f"{fig[0]:.0f}", f"{fig[1][0]:.0f} ({fig[1][1]})"
+        first = "not reached" if fig[2] is None else str(fig[2])
+      if finals is not None and i < len(finals):
+        ret = f"{finals[i]:.0f}"
+      out.append(f"| {label} | {name} | {last} | {best} |"
+                 + (f" {first} |" if past is not None else "") + f" {ret} |")
+  return "\n".join(out) + "\n"
+
+
 def final(lines, summary):
   """(env steps, returns per seed, note) of a run's last evaluation: the
   summary's final one, or for a run stopped early (no final_returns) its
@@ -257,6 +320,12 @@ def main(argv):
   files.check_out_file(FLAGS.out, "out", FIGURES)
   table_path = FLAGS.table or os.path.splitext(FLAGS.out)[0] + ".md"
   files.check_out_file(table_path, "table", (".md",))
+  seeds_path = os.path.splitext(table_path)[0] + "_seeds.md"
+  if FLAGS.curve == "paper":
+    files.check_out_file(seeds_path, "table", (".md",))
+  elif FLAGS.first_past is not None:
+    cli.fail(f"first_past={FLAGS.first_past:g} is invalid without --curve=paper; it reads "
+             "the authors' moving average.")
   for d in folders:
     for part in d.split("+"):
       for name in ("metrics.jsonl", "summary.json"):
@@ -295,7 +364,7 @@ def main(argv):
   if unknown:
     cli.fail(f"dashed={','.join(FLAGS.dashed)!r} is invalid; allowed: {', '.join(labels)}.")
 
-  runs, rows, smoothed = [], [], {}
+  runs, rows, smoothed, seed_rows = [], [], {}, []
   for label, d in zip(labels, folders):
     lines, summary = load_run(d)
     fin = final(lines, summary)
@@ -303,6 +372,8 @@ def main(argv):
     if paper:
       seeds, end = episodes_of(d, lines, summary)
       runs.append(paper_run(label, seeds, end))
+      seed_rows.append((label, seed_names(d), per_seed(seeds, end, FLAGS.window, FLAGS.first_past),
+                        None if fin is None else fin[1]))
       _, steps, (lo, med, hi), _, _ = runs[-1]
       smoothed[label] = (int(steps[-1]), lo[-1], med[-1], hi[-1]) if len(steps) else None
       continue
@@ -312,7 +383,10 @@ def main(argv):
                  steps, percentile_bands(values, band), values.shape[0], line))
   if logs:
     seeds = [stats.authors_episodes(log) for log in logs]
-    runs.append(paper_run("authors", [e for e, _ in seeds], min(end for _, end in seeds)))
+    end = min(end for _, end in seeds)
+    runs.append(paper_run("authors", [e for e, _ in seeds], end))
+    seed_rows.append(("authors", [os.path.basename(log) for log in logs],
+                      per_seed([e for e, _ in seeds], end, FLAGS.window, FLAGS.first_past), None))
   dashed = {runs[labels.index(l)][0] for l in FLAGS.dashed}
   files.ensure_dir(os.path.dirname(os.path.abspath(FLAGS.out)), "out")
   files.ensure_dir(os.path.dirname(os.path.abspath(table_path)), "table")
@@ -326,7 +400,10 @@ def main(argv):
   with open(table_path, "w") as f:
     f.write(md)
   print(md, end="")
-  print(f"wrote {FLAGS.out}, {table_path}")
+  if paper:
+    with open(seeds_path, "w") as f:
+      f.write(seed_table(seed_rows, FLAGS.window, FLAGS.first_past))
+  print(f"wrote {FLAGS.out}, {table_path}" + (f", {seeds_path}" if paper else ""))
 
 
 def paper_run(label, seed_episodes, end):

@@ -99,6 +99,8 @@ def a_file(tmp_path_factory):
     ("plot.py", ["{tmp}", "--out={file}/fig.png"],  # it named a flag it lacks, out_dir
      "error: out='{file}/fig.png' cannot be created or written: '{file}' is not a writable "
      "directory."),
+    ("plot.py", ["{tmp}", "--first_past=1000"], "error: first_past=1000 is invalid without "
+     "--curve=paper; it reads the authors' moving average."),
     ("studies/train_returns.py", ["{tmp}", "--out={tmp}/table.json"],
      "error: out='{tmp}/table.json' is invalid; it must end in .md."),
     ("studies/train_returns.py", ["{tmp}", "--window=-5"],

@@ -50,6 +50,24 @@ def test_held_returns_by_hand():
   assert plot.paper_curve(SEEDS, 10, 5)[1][1, 0] == pytest.approx(5.0)
 
 
+@pytest.mark.parametrize("end,window", [(10, 5), (10, 3), (12, 4)])
+def test_per_seed_figures_match_a_step_by_step_computation(end, window):
+  """Each seed's own moving average (the step-by-step reference of one seed
+  alone), its highest point and the first read at or past a return."""
+  figures = plot.per_seed(SEEDS + [[]], end, window, past=10.0)
+  assert figures[-1] is None  # a seed with no episode
+  for seed, (last, (best, best_step), first) in zip(SEEDS, figures):
+    steps, own = _reference([seed], end, window)
+    own = own[1]  # the median of one seed is that seed
+    assert last == pytest.approx(own[-1])
+    assert (best, best_step) == (pytest.approx(own.max()), steps[int(np.argmax(own))])
+    reached = [t for t, v in zip(steps, own) if v >= 10.0]
+    assert first == (reached[0] if reached else None)
+  # Seed 0 by hand, window 5: steps 1-5 hold 10, 6-10 hold 20, 20, 20, 5, 5.
+  assert plot.per_seed(SEEDS[:1], 10, 5, past=14.0) == [(14.0, (14.0, 10), 10)]
+  assert plot.per_seed(SEEDS[:1], 4, 5) == [None]  # shorter than one window
+
+
 def _run(folder, lines):
   os.makedirs(folder)
   with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
@@ -74,6 +92,10 @@ def test_paper_figure_from_runs_and_authors_logs(tmp_path):
                      capture_output=True, text=True)
   assert p.returncode == 0, p.stderr
   assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  rows = open(tmp_path / "paper_seeds.md").read().splitlines()
+  figures = plot.per_seed([[(1000 * i + 500, float(i)) for i in range(6)]], 6000, 2000)
+  assert rows[2] == f"| ours | #0 | {figures[0][0]:.0f} | {figures[0][1][0]:.0f} (6000) | 1 |"
+  assert rows[-1].startswith("| authors | seed1.log | ") and rows[-1].endswith(" |  |")
   steps, bands = plot.paper_curve([[(1000 * i + 500, float(i)) for i in range(6)],
                                    [(1000 * i + 900, 2.0 * i) for i in range(6)]], 6000, 2000)
   assert steps.tolist() == [2000, 4000, 6000]
@@ -113,6 +135,15 @@ def test_seed_groups_pool_into_one_run(tmp_path):
                      capture_output=True, text=True, timeout=120)
   assert p.returncode == 0, p.stderr[-2000:]
   assert "| s0+s2 | 3 | 20 | 30 |" in p.stdout, p.stdout
+  p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "plot.py"),
+                      f"{a}+{b}", f"--out={out}", "--curve=paper", "--window=1",
+                      "--first_past=4"], capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0, p.stderr[-2000:]
+  # Seeds named by each group folder's `sN` ending (no `seed` in these summaries).
+  assert open(tmp_path / "fig_seeds.md").read().splitlines()[2:] == [
+      "| s0+s2 | 0 | 2 | 2 (20) | not reached | 10 |",
+      "| s0+s2 | 1 | 4 | 4 (20) | 20 | 30 |",
+      "| s0+s2 | 2 | 6 | 6 (20) | 1 | 50 |"]
 
 
 def test_groups_of_different_configurations_do_not_pool(tmp_path):

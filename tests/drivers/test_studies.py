@@ -160,6 +160,13 @@ def test_make_fig4_pools_finished_groups_and_names_the_others(tmp_path):
                     ["| SAC without x", "1", "200000", "2989"],
                     ["| SAC at 1M", "1", "200000", "610"]], rows
     assert "Drawn as a dashed line at its last value: SAC at 1M." in (fig4 / f"{name}.md").read_text()
+  # Each seed's own figures, named by its group's seed offset; the ledger quotes them.
+  seeds = [l.split(" | ")[:5] for l in (fig4 / "fig4_paper_seeds.md").read_text().splitlines()[2:]]
+  assert seeds == [["| softMPCritic", "0", "1335", "2714 (130000)", "70000"],
+                   ["| softMPCritic", "1", "1479", "1562 (195000)", "105000"],
+                   ["| SAC", "0", "581", "581 (200000)", "not reached"],
+                   ["| SAC without x", "0", "834", "3003 (190000)", "95000"],
+                   ["| SAC at 1M", "0", "581", "581 (200000)", "not reached"]], seeds
   shutil.rmtree(fig4 / "smpc_s0")
   for group in ("sac_s0", "sac_gym_s0", "sac_1m_s0"):
     shutil.rmtree(fig4 / group)
