@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 
+import imageio.v2 as imageio
 import pytest
 
 from tests.helpers import ROOT
@@ -46,7 +47,8 @@ def test_hopper_sh_runs_its_first_study_and_skips_the_rest_past_its_budget(tmp_p
 def test_check_sh_runs_every_stage_at_its_tiny_size(tmp_path):
   """GPU_CHECK_TINY=1, what BUILD.md offers to test the script before a
   device call: the benchmarks' JSONs, the serial-kernel count, three learning
-  runs in runs.tar.gz (checkpoints left behind) and the report of targets."""
+  runs in runs.tar.gz (checkpoints left behind), two GIFs of the agent and the
+  report of targets."""
   out = tmp_path / "out"
   script("check.sh", 1500, OUT=str(out), GPU_CHECK_TINY="1", GPU_CHECK_BUDGET_S="1200",
          GPU_CHECK_RUN_DIR=str(tmp_path / "runs"))
@@ -63,3 +65,8 @@ def test_check_sh_runs_every_stage_at_its_tiny_size(tmp_path):
   log = (out / "gpu_check.log").read_text()
   assert "targets (issue 10)" in log and "no chunk finished" not in log, log[-3000:]
   assert "idp_per_step finished: 60 steps x 2 seeds" in log, log[-3000:]
+  # The best seed of two runs, rendered with EGL as on the device: a GIF a person opens.
+  for run in ("idp_per_step", "hopper16"):
+    gif = out / f"{run}_agent.gif"
+    assert gif.exists(), (run, log[-3000:])
+    assert gif.read_bytes()[:6] == b"GIF89a" and len(imageio.mimread(gif)) > 1, run
