@@ -94,7 +94,8 @@ fig4-ddpg: install
 # sac_gym_s*, ddpg_gym_s*, and the 1M groups *_1m_s*), each configuration's groups
 # pooled (a group running or stopped is named and left out): fig4_paper.png, the
 # authors' statistic (5k-step moving average of training returns, median and 20-80%
-# over seeds), and fig4_eval.png, evaluation returns; each with its table (.md). The
+# over seeds), and fig4_eval.png, evaluation returns; each with its table (.md), and
+# fig4_paper_seeds.md, each seed's own average, highest point and first pass of 1000. The
 # 1M groups are drawn as the paper draws its baselines, a dashed line at their last
 # value; CleanRL's published 1M-step returns too, in grey (their documentation: SAC on
 # Hopper-v2; DDPG on Hopper-v4).
